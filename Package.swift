@@ -1,0 +1,79 @@
+// swift-tools-version:6.0
+// The LFNSB facial-expression runtime: checkpoint import, BatchNorm folding and a fused,
+// BLAS-accelerated forward pass, with the `fer-infer` command-line tool.
+import PackageDescription
+import Foundation
+
+// Release builds compile the numeric modules for the CPU's AVX2 and FMA units: without a CPU
+// target, Swift's SIMD types lower to scalar code. `FER_TARGET_CPU` picks another LLVM CPU name
+// (for example `x86-64` for a portable build, `native` for this machine); `FER_TARGET_CPU=none`
+// drops the flag, which a package depending on this one by URL needs, since SwiftPM refuses
+// unsafe flags in such dependencies (see README, "Using the runtime from another package").
+let targetCPU = ProcessInfo.processInfo.environment["FER_TARGET_CPU"] ?? defaultTargetCPU
+#if arch(x86_64)
+let defaultTargetCPU = "haswell"
+#else
+let defaultTargetCPU = "none"
+#endif
+
+let numericSettings: [SwiftSetting] =
+    targetCPU == "none"
+    ? []
+    : [.unsafeFlags(["-target-cpu", targetCPU], .when(configuration: .release))]
+
+let package = Package(
+    name: "LFNSBRuntime",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(
+            name: "FERRuntime",
+            targets: ["FERTensor", "FERCheckpoint", "FERKernels", "FEREngine", "FERImage"]),
+        .executable(name: "fer-infer", targets: ["fer-infer"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+    ],
+    targets: [
+        // System libraries: the only places their C symbols are imported.
+        .systemLibrary(
+            name: "COpenBLAS", pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(
+            name: "CZlib", pkgConfig: "zlib",
+            providers: [.apt(["libz-dev"])]),
+        .systemLibrary(
+            name: "CSpng", pkgConfig: "spng",
+            providers: [.apt(["libspng-dev"])]),
+        .systemLibrary(
+            name: "CTurboJPEG", pkgConfig: "libturbojpeg",
+            providers: [.apt(["libturbojpeg0-dev"])]),
+
+        // Dense float tensors and the NumPy `.npy` format.
+        .target(name: "FERTensor", swiftSettings: numericSettings),
+        // PyTorch checkpoint files (zip and legacy containers, safe pickle machine).
+        .target(name: "FERCheckpoint", dependencies: ["CZlib"]),
+        // Numeric kernels on raw buffers: GEMM through OpenBLAS, depthwise convolutions, activations.
+        .target(name: "FERKernels", dependencies: ["COpenBLAS"], swiftSettings: numericSettings),
+        // Architectures, BatchNorm folding and the fused forward pass.
+        .target(
+            name: "FEREngine", dependencies: ["FERTensor", "FERCheckpoint", "FERKernels"],
+            swiftSettings: numericSettings),
+        // Image files: PNG and JPEG decoding, PIL-exact resizing, the authors' normalisation.
+        .target(
+            name: "FERImage", dependencies: ["FERTensor", "CSpng", "CTurboJPEG"],
+            swiftSettings: numericSettings),
+        .executableTarget(
+            name: "fer-infer",
+            dependencies: [
+                "FEREngine", "FERCheckpoint", "FERTensor", "FERImage",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+
+        .testTarget(name: "FERTensorTests", dependencies: ["FERTensor"]),
+        .testTarget(name: "FERCheckpointTests", dependencies: ["FERCheckpoint", "CZlib"]),
+        .testTarget(name: "FERKernelsTests", dependencies: ["FERKernels"]),
+        .testTarget(name: "FERImageTests", dependencies: ["FERImage", "FERTensor"]),
+        .testTarget(name: "FEREngineTests", dependencies: ["FEREngine", "FERTensor", "FERCheckpoint"]),
+        .testTarget(name: "FerInferTests", dependencies: []),
+    ]
+)

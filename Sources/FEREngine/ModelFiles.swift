@@ -1,0 +1,79 @@
+import FERCheckpoint
+import FERTensor
+
+/// Fused model files: the folded, packed weights in safetensors, with metadata that names the
+/// architecture, so the runtime skips recognition and folding.
+///
+/// Metadata keys: `format` = `fer-fused`, `format_version` = `1`, `architecture` (`lfnsb`, `lfn`,
+/// `mfn`, `ddamnet`), `classes`, `heads`, and `labels` (comma-separated, classifiers only).
+public enum FusedModelFile {
+    public static let formatName = "fer-fused"
+    public static let formatVersion = "1"
+
+    /// Writes `model`'s folded weights to `path`.
+    public static func write(_ model: FERModel, to path: String, labels: [String]? = nil) throws {
+        let folded = model.folded
+        var metadata = ["format": formatName, "format_version": formatVersion, "architecture": folded.architecture.family]
+        switch folded.architecture {
+        case .lfnsb(let classes): metadata["classes"] = "\(classes)"
+        case .ddamnet(let classes, let heads): metadata["classes"] = "\(classes)"; metadata["heads"] = "\(heads)"
+        case .lfn, .mfn: break
+        }
+        if let labels { metadata["labels"] = labels.joined(separator: ",") }
+        let tensors = folded.names.map { name -> (name: String, dtype: TensorDType, shape: [Int], bytes: [UInt8]) in
+            let t = folded.tensors[name]!
+            var bytes = [UInt8](); bytes.reserveCapacity(t.count * 4)
+            for v in t.data { withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes += $0 } }
+            return (name, .float32, t.shape, bytes)
+        }
+        try SafeTensors.write(tensors, metadata: metadata, to: path)
+    }
+
+    /// Reads folded parameters back from a fused file's checkpoint view.
+    static func read(_ checkpoint: Checkpoint) throws -> FoldedParameters {
+        let meta = checkpoint.metadata
+        guard meta["format_version"] == formatVersion else {
+            throw EngineError.invalidFusedModel("format_version \(meta["format_version"] ?? "missing"), this runtime reads \(formatVersion)")
+        }
+        func count(_ key: String) throws -> Int {
+            guard let text = meta[key], let value = Int(text), value > 0, value < 100_000 else {
+                throw EngineError.invalidFusedModel("metadata '\(key)' is \(meta[key].map { "'\($0)'" } ?? "missing")")
+            }
+            return value
+        }
+        let architecture: Architecture
+        switch meta["architecture"] {
+        case "lfnsb": architecture = .lfnsb(classes: try count("classes"))
+        case "lfn": architecture = .lfn
+        case "mfn": architecture = .mfn
+        case "ddamnet": architecture = .ddamnet(classes: try count("classes"), heads: try count("heads"))
+        default: throw EngineError.invalidFusedModel("unknown architecture '\(meta["architecture"] ?? "missing")'")
+        }
+        var folded = FoldedParameters(architecture: architecture)
+        for t in checkpoint.tensors {
+            guard t.dtype == .float32 else { throw EngineError.invalidFusedModel("tensor '\(t.name)' is \(t.dtype), expected float32") }
+            try folded.add(t.name, Tensor(shape: t.shape, data: try t.floats()))
+        }
+        return folded
+    }
+}
+
+extension FERModel {
+    /// Loads a model file: a PyTorch checkpoint in any form the importer reads, or a fused
+    /// `.safetensors` file written by ``FusedModelFile/write(_:to:labels:)``.
+    public convenience init(contentsOf path: String) throws {
+        let checkpoint = try Checkpoint.load(path: path)
+        try self.init(checkpoint: checkpoint)
+    }
+
+    /// Builds a model from an imported checkpoint (fused files included).
+    public convenience init(checkpoint: Checkpoint) throws {
+        if checkpoint.container == .safetensors, checkpoint.metadata["format"] == FusedModelFile.formatName {
+            try self.init(folded: try FusedModelFile.read(checkpoint))
+        } else {
+            try self.init(stateDict: checkpoint.tensors.map { t in
+                (t.name, RawTensor(shape: t.shape, values: { try t.floats() }))
+            })
+        }
+    }
+}

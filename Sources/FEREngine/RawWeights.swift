@@ -1,0 +1,87 @@
+import FERTensor
+
+/// One tensor of a PyTorch state_dict as the engine sees it: a shape, and values converted to
+/// float32 only when the architecture asks for them.
+public struct RawTensor {
+    public let shape: [Int]
+    let values: () throws -> [Float]
+
+    public init(shape: [Int], values: @escaping () throws -> [Float]) {
+        self.shape = shape
+        self.values = values
+    }
+}
+
+/// A state_dict under strict loading: every key must be used or deliberately ignored, and every
+/// shape must be what the architecture expects. Problems are collected, not thrown one by one,
+/// so ``finish(_:)`` can report them all in one ``EngineError/weightMismatch(architecture:missing:unexpected:shapes:)``.
+struct RawWeights {
+    private let tensors: [String: RawTensor]
+    private let order: [String]
+    private var used: Set<String> = []
+    private var missing: [String] = []
+    private var shapeErrors: [String] = []
+
+    init(order: [String], tensors: [String: RawTensor]) {
+        self.order = order
+        self.tensors = tensors
+    }
+
+    func contains(_ name: String) -> Bool { tensors[name] != nil }
+    func shape(_ name: String) -> [Int]? { tensors[name]?.shape }
+
+    /// The values of `name`, which must have `shape`. A missing or mis-shaped tensor is recorded
+    /// and zeros of the expected size are returned so that collection can go on; ``finish(_:)``
+    /// then throws before any of them can be used.
+    mutating func take(_ name: String, _ shape: [Int]) throws -> [Float] {
+        let count = shape.reduce(1, *)
+        guard let tensor = tensors[name] else {
+            missing.append("\(name) \(shape)")
+            return [Float](repeating: 0, count: count)
+        }
+        used.insert(name)
+        guard tensor.shape == shape else {
+            shapeErrors.append("\(name): checkpoint \(tensor.shape), expected \(shape)")
+            return [Float](repeating: 0, count: count)
+        }
+        do {
+            return try tensor.values()
+        } catch {
+            throw EngineError.unusableTensor(name: name, reason: "\(error)")
+        }
+    }
+
+    /// Marks `name` as deliberately unused (it may be absent).
+    mutating func ignore(_ name: String) { if tensors[name] != nil { used.insert(name) } }
+
+    /// Marks every key starting with `prefix` as deliberately unused.
+    mutating func ignore(prefix: String) {
+        for name in order where name.hasPrefix(prefix) { used.insert(name) }
+    }
+
+    /// Folded BatchNorm `y = x * scale + shift` from `prefix.{weight,bias,running_mean,running_var}`.
+    mutating func batchNorm(_ prefix: String, channels: Int, eps: Double = 1e-5) throws -> (scale: [Float], shift: [Float]) {
+        let gamma = try take("\(prefix).weight", [channels])
+        let beta = try take("\(prefix).bias", [channels])
+        let mean = try take("\(prefix).running_mean", [channels])
+        let variance = try take("\(prefix).running_var", [channels])
+        ignore("\(prefix).num_batches_tracked")
+        var scale = [Float](repeating: 0, count: channels)
+        var shift = [Float](repeating: 0, count: channels)
+        for c in 0..<channels {
+            let s = Double(gamma[c]) / (Double(variance[c]) + eps).squareRoot()
+            scale[c] = Float(s)
+            shift[c] = Float(Double(beta[c]) - Double(mean[c]) * s)
+        }
+        return (scale, shift)
+    }
+
+    /// Throws the collected problems, and any key that nothing used.
+    func finish(_ architecture: Architecture) throws {
+        let unexpected = order.filter { !used.contains($0) }
+        if !missing.isEmpty || !unexpected.isEmpty || !shapeErrors.isEmpty {
+            throw EngineError.weightMismatch(
+                architecture: architecture.description, missing: missing, unexpected: unexpected, shapes: shapeErrors)
+        }
+    }
+}

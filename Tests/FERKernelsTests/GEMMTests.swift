@@ -1,0 +1,104 @@
+import FERKernels
+import XCTest
+
+final class GEMMTests: XCTestCase {
+    func testOpenBLASAgreesWithTheTripleLoopOnOddShapesWithStridesAndAccumulation() {
+        var rng = SeededGenerator(seed: 3)
+        for (m, n, k) in [(1, 1, 1), (13, 7, 5), (49, 66, 256), (3, 127, 19)] {
+            let (lda, ldb, ldc) = (k + 3, n + 1, n + 2)
+            let a = (0..<m * lda).map { _ in rng.nextFloat() }
+            let b = (0..<k * ldb).map { _ in rng.nextFloat() }
+            let c0 = (0..<m * ldc).map { _ in rng.nextFloat() }
+            for accumulate in [false, true] {
+                var fast = c0, slow = c0
+                GEMM.multiply(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: &fast, ldc: ldc, accumulate: accumulate)
+                GEMM.multiplyReference(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: &slow, ldc: ldc, accumulate: accumulate)
+                for i in 0..<fast.count {
+                    XCTAssertEqual(fast[i], slow[i], accuracy: 1e-4, "m\(m) n\(n) k\(k) acc \(accumulate) at \(i)")
+                }
+            }
+        }
+    }
+
+    func testThreadCountIsSetExplicitly() {
+        BLASThreads.set(1)
+        XCTAssertEqual(BLASThreads.current, 1)
+    }
+}
+
+final class Im2colTests: XCTestCase {
+    /// im2col + GEMM with the packed weight equals a direct dense convolution.
+    func testLoweredConvolutionEqualsDirectConvolution() {
+        var rng = SeededGenerator(seed: 5)
+        let (batch, h, w, cin, cout, k, stride, pad) = (2, 9, 8, 3, 5, 3, 2, 1)
+        let input = (0..<batch * h * w * cin).map { _ in rng.nextFloat() }
+        let weight = (0..<cout * cin * k * k).map { _ in rng.nextFloat() }  // PyTorch (cout, cin, k, k)
+        let oh = Im2col.outputSize(h, kernel: k, stride: stride, pad: pad)
+        let ow = Im2col.outputSize(w, kernel: k, stride: stride, pad: pad)
+        XCTAssertEqual([oh, ow], [5, 4])
+        var columns = [Float](repeating: 0, count: batch * oh * ow * k * k * cin)
+        Im2col.lower(input: input, batch: batch, height: h, width: w, channels: cin, kernel: k, stride: stride, pad: pad, columns: &columns)
+        let packed = Im2col.packWeight(torchWeight: weight, cout: cout, cin: cin, kernel: k)
+        var out = [Float](repeating: 0, count: batch * oh * ow * cout)
+        GEMM.multiply(m: batch * oh * ow, n: cout, k: k * k * cin, a: columns, lda: k * k * cin, b: packed, ldb: cout, c: &out, ldc: cout)
+        for b in 0..<batch { for oy in 0..<oh { for ox in 0..<ow { for co in 0..<cout {
+            var sum: Float = 0
+            for ci in 0..<cin { for ky in 0..<k { for kx in 0..<k {
+                let iy = oy * stride - pad + ky, ix = ox * stride - pad + kx
+                guard iy >= 0, iy < h, ix >= 0, ix < w else { continue }
+                sum += input[((b * h + iy) * w + ix) * cin + ci] * weight[((co * cin + ci) * k + ky) * k + kx]
+            } } }
+            XCTAssertEqual(out[((b * oh + oy) * ow + ox) * cout + co], sum, accuracy: 1e-5)
+        } } } }
+    }
+}
+
+final class ElementwiseTests: XCTestCase {
+    func testBiasAndActivationsOnVectorBodyAndTail() {
+        let cols = 11
+        let values: [Float] = (0..<2 * cols).map { Float($0) - 10.5 }
+        let bias: [Float] = (0..<cols).map { Float($0) * 0.25 }
+        let slope: [Float] = (0..<cols).map { 0.1 + Float($0) * 0.01 }
+        func run(_ activation: (UnsafePointer<Float>) -> Activation) -> [Float] {
+            var x = values
+            slope.withUnsafeBufferPointer { s in
+                Elementwise.biasActivation(&x, rows: 2, cols: cols, ld: cols, bias: bias, activation: activation(s.baseAddress!))
+            }
+            return x
+        }
+        let prelu = run { .prelu($0) }, relu = run { _ in .relu }, hs = run { _ in .hardSwish }, sig = run { _ in .sigmoid }
+        for i in 0..<values.count {
+            let v = values[i] + bias[i % cols]
+            XCTAssertEqual(prelu[i], v >= 0 ? v : v * slope[i % cols], accuracy: 1e-6)
+            XCTAssertEqual(relu[i], max(v, 0))
+            XCTAssertEqual(hs[i], v * min(max(v + 3, 0), 6) / 6, accuracy: 1e-6)
+            XCTAssertEqual(sig[i], 1 / (1 + exp(-v)), accuracy: 1e-6)
+        }
+    }
+
+    func testSoftmaxAndL2Normalisation() {
+        var x: [Float] = [1, 2, 3, 1000, 1000, 1000]
+        Elementwise.softmax(&x, rows: 2, cols: 3)
+        XCTAssertEqual(x[0], 0.09003057, accuracy: 1e-7)
+        XCTAssertEqual(x[2], 0.66524096, accuracy: 1e-7)
+        XCTAssertEqual(x[3], 1.0 / 3, accuracy: 1e-7)
+        var y: [Float] = [3, 4, 0, 0]
+        Elementwise.l2Normalize(&y, rows: 2, cols: 2)
+        XCTAssertEqual(y, [0.6, 0.8, 0, 0])
+    }
+
+    func testCoordinatePoolingAndGating() {
+        // One 2x3 image with 9 channels (vector body + tail): value = 100*y + 10*x + c.
+        let (h, w, c) = (2, 3, 9)
+        var x = [Float](repeating: 0, count: h * w * c)
+        for y in 0..<h { for xx in 0..<w { for ch in 0..<c { x[(y * w + xx) * c + ch] = Float(100 * y + 10 * xx + ch) } } }
+        var pooled = [Float](repeating: -1, count: (h + w) * c)
+        CoordinatePooling.pool(input: x, batch: 1, height: h, width: w, channels: c, pooled: &pooled)
+        XCTAssertEqual(pooled[0 * c + 4], 10 + 4)        // row 0: mean over x of 10x + 4
+        XCTAssertEqual(pooled[1 * c + 4], 100 + 10 + 4)  // row 1
+        XCTAssertEqual(pooled[(h + 2) * c + 8], 50 + 20 + 8) // column 2: mean over y
+        var gated = x
+        CoordinatePooling.gate(&gated, batch: 1, height: h, width: w, channels: c, gates: pooled)
+        XCTAssertEqual(gated[(1 * w + 2) * c + 8], x[(1 * w + 2) * c + 8] * pooled[1 * c + 8] * pooled[(h + 2) * c + 8])
+    }
+}
