@@ -12,6 +12,8 @@ extension Network {
         var (h, w) = (Network.inputSize, Network.inputSize)
         var x = ws.a, spare = ws.b
 
+        let profile = ws.profile
+        profile?.start()
         func report(_ name: String, _ data: UnsafePointer<Float>, _ h: Int, _ w: Int, _ c: Int) {
             guard let observe else { return }
             observe(name, nchw(data, batch: n, height: h, width: w, channels: c))
@@ -27,11 +29,13 @@ extension Network {
                                    activation: s0.slope.map { .prelu($0) } ?? .identity)
         (h, w) = (oh0, ow0)
         var channels = s0.cout
+        profile?.mark(architecture.stagePrefix(0), "im2col + GEMM")
         report(architecture.stagePrefix(0), x, h, w, channels)
 
         // Stage 1: 3x3 depthwise.
         depthwise(stage1, input: x, output: spare, batch: n, height: h, width: w, stride: 1, padded: true)
         swap(&x, &spare)
+        profile?.mark(architecture.stagePrefix(1), "depthwise")
         report(architecture.stagePrefix(1), x, h, w, channels)
 
         // Stages 2-7: MixBlocks.
@@ -56,6 +60,7 @@ extension Network {
             swap(&x, &spare)
             channels = pw.cout
         }
+        profile?.mark(architecture.stagePrefix(8), stage8.depthwise == nil ? "1x1 GEMM" : "depthwise")
         report(architecture.stagePrefix(8), x, h, w, channels)
 
         // Feature map (NCHW, as PyTorch returns it) and its global average.
@@ -86,10 +91,12 @@ extension Network {
         case .ddam(let heads, let pool, let fc):
             ddam(x: x, ws: ws, height: h, width: w, heads: heads, pool: pool, fc: fc, report: report)
         }
+        profile?.mark("head", "feature map copy")
         if architecture.classCount != nil {
             ws.probabilities.update(from: ws.outputs, count: n * outputWidth)
             Elementwise.softmax(ws.probabilities, rows: n, cols: outputWidth)
         }
+        profile?.mark("head", "\(architecture.family) head")
     }
 
     /// expand (1x1 + PReLU) -> mixed depthwise -> coordinate attention -> project (1x1) [+ input].
@@ -99,9 +106,11 @@ extension Network {
     ) -> (Int, Int) {
         let n = ws.active
         let e = block.expand
+        let profile = ws.profile
         GEMM.multiply(m: n * h * w, n: e.cout, k: e.cin, a: x, lda: e.cin, b: e.weight, ldb: e.cout, c: ws.expanded, ldc: e.cout)
         Elementwise.biasActivation(ws.expanded, rows: n * h * w, cols: e.cout, ld: e.cout, bias: e.bias,
                                    activation: e.slope.map { .prelu($0) } ?? .identity)
+        profile?.mark(architecture.stagePrefix(block.stage), "expand 1x1 GEMM + PReLU")
         var offset = 0
         var (oh, ow) = (h, w)
         for group in block.groups {
@@ -112,14 +121,17 @@ extension Network {
             (oh, ow) = (g.outHeight, g.outWidth)
             offset += group.channels
         }
+        profile?.mark(architecture.stagePrefix(block.stage), "mixed depthwise")
         CoordinatePooling.pool(input: ws.depthwise, batch: n, height: oh, width: ow, channels: e.cout, pooled: ws.pooled)
         attentionGates(block.attention, ws: ws, height: oh, width: ow)
         CoordinatePooling.gate(ws.depthwise, batch: n, height: oh, width: ow, channels: e.cout, gates: ws.pooled)
+        profile?.mark(architecture.stagePrefix(block.stage), "coordinate attention")
         let p = block.project
         let target = block.residual ? x : out
         GEMM.multiply(m: n * oh * ow, n: p.cout, k: p.cin, a: ws.depthwise, lda: p.cin, b: p.weight, ldb: p.cout,
                       c: target, ldc: p.cout, accumulate: block.residual)
         Elementwise.biasActivation(target, rows: n * oh * ow, cols: p.cout, ld: p.cout, bias: p.bias, activation: .identity)
+        profile?.mark(architecture.stagePrefix(block.stage), "project 1x1 GEMM")
         return (oh, ow)
     }
 

@@ -1,3 +1,4 @@
+import Dispatch
 import FERKernels
 import FERTensor
 
@@ -10,11 +11,17 @@ public final class FERModel: Sendable {
     public let folded: FoldedParameters
     let network: Network
 
+    /// Parameters of the PyTorch model this was built from (`sum(p.numel() for p in
+    /// model.parameters())`: every tensor of the state_dict but BatchNorm running statistics),
+    /// when known.
+    public let originalParameterCount: Int?
+
     /// Builds a model from folded parameters (from ``Folding`` or a fused model file).
-    public init(folded: FoldedParameters) throws {
+    public init(folded: FoldedParameters, originalParameterCount: Int? = nil) throws {
         self.architecture = folded.architecture
         self.folded = folded
         self.network = try Network(folded)
+        self.originalParameterCount = originalParameterCount
     }
 
     /// Recognises the architecture of a PyTorch state_dict, checks every key strictly, and folds it.
@@ -25,7 +32,10 @@ public final class FERModel: Sendable {
         for (name, tensor) in tensors { byName[name] = tensor }
         let architecture = try Architecture.recognise(keys: Set(byName.keys), shapeOf: { byName[$0]?.shape })
         var raw = RawWeights(order: tensors.map(\.name), tensors: byName)
-        try self.init(folded: try Folding.fold(architecture, &raw))
+        let buffers = [".running_mean", ".running_var", ".num_batches_tracked"]
+        let parameters = tensors.filter { t in !buffers.contains { t.name.hasSuffix($0) } }
+            .reduce(0) { $0 + $1.tensor.shape.reduce(1, *) }
+        try self.init(folded: try Folding.fold(architecture, &raw), originalParameterCount: parameters)
     }
 
     /// Whether the model outputs class logits (LFNSB, DDAMNet) rather than an embedding (LFN, MFN).
@@ -37,8 +47,10 @@ public final class FERModel: Sendable {
     /// The expected input: `[N, 3, 112, 112]`, normalised with the ImageNet mean and std.
     public static let inputShape = [3, Network.inputSize, Network.inputSize]
 
-    /// Buffers for running batches of up to `batch` images.
-    public func makeSession(batch: Int) -> InferenceSession { InferenceSession(model: self, batch: batch) }
+    /// Buffers for running batches of up to `batch` images on `threads` threads.
+    public func makeSession(batch: Int, threads: Int = 1) -> InferenceSession {
+        InferenceSession(model: self, batch: batch, threads: threads)
+    }
 
     /// Runs a batch `[N, 3, 112, 112]` (or one image `[3, 112, 112]`) and returns every output.
     /// Convenient but allocating; steady-state callers reuse an ``InferenceSession``.
@@ -52,9 +64,7 @@ public final class FERModel: Sendable {
     /// of the stage (`features.0` ... `features.8`, then the head's), for debugging.
     public func traceStages(_ input: Tensor, _ observe: (String, Tensor) -> Void) throws -> Prediction {
         let session = makeSession(batch: max(input.shape.count == 4 ? input.shape[0] : 1, 1))
-        try session.load(input)
-        withoutActuallyEscaping(observe) { network.forward(session.workspace, observe: $0) }
-        return session.collect()
+        return try withoutActuallyEscaping(observe) { try session.predict(input, observe: $0) }
     }
 }
 
@@ -70,24 +80,53 @@ public struct Prediction: Sendable {
     public var pooledFeatures: Tensor
 }
 
-/// Per-thread buffers for one model and a maximum batch size, planned and allocated once.
-/// ``run(nchw:batch:)`` allocates nothing. Not thread-safe: use one session per thread.
+/// Buffers for one model, a maximum batch size and a thread count, planned and allocated once.
+///
+/// With one thread, ``run(nchw:batch:)`` allocates nothing. With several, a batch is split
+/// into one chunk per thread, each run through its own workspace with single-threaded BLAS; a
+/// single image uses multi-threaded BLAS instead. Not thread-safe: use one session per thread.
 public final class InferenceSession {
     public let model: FERModel
     /// Largest batch this session runs.
     public let capacity: Int
-    let workspace: Workspace
+    /// Threads a run uses.
+    public let threads: Int
+    let workers: [Workspace]
+    private let results: Workspace.Results
+    private let resultCounts: [Int]
     private var lastBatch = 0
 
-    init(model: FERModel, batch: Int) {
+    init(model: FERModel, batch: Int, threads: Int) {
         precondition(batch >= 1, "batch size must be at least 1")
+        precondition(threads >= 1, "thread count must be at least 1")
         self.model = model
         self.capacity = batch
-        self.workspace = Workspace(network: model.network, batch: batch)
+        self.threads = threads
+        let network = model.network
+        resultCounts = [network.outputWidth, network.outputWidth, network.featureChannels * 49, network.featureChannels]
+        let buffers = resultCounts.map { UnsafeMutablePointer<Float>.allocate(capacity: $0 * batch) }
+        for (p, n) in zip(buffers, resultCounts) { p.initialize(repeating: 0, count: n * batch) }
+        results = Workspace.Results(outputs: buffers[0], probabilities: buffers[1], featureMap: buffers[2],
+                                    pooledFeatures: buffers[3], offset: 0)
+        let chunk = (batch + threads - 1) / threads
+        workers = stride(from: 0, to: batch, by: chunk).map { start in
+            Workspace(network: network, batch: min(chunk, batch - start), results: Workspace.Results(
+                outputs: buffers[0], probabilities: buffers[1], featureMap: buffers[2], pooledFeatures: buffers[3], offset: start))
+        }
+    }
+
+    deinit {
+        for p in [results.outputs, results.probabilities, results.featureMap, results.pooledFeatures] { p.deallocate() }
+    }
+
+    /// Per-stage timing of every run while set (the first workspace's passes when several threads run).
+    public var profile: StageProfile? {
+        get { workers[0].profile }
+        set { workers[0].profile = newValue }
     }
 
     /// Bytes of activation memory this session holds.
-    public var workspaceBytes: Int { workspace.byteCount }
+    public var workspaceBytes: Int { workers.reduce(0) { $0 + $1.byteCount } }
 
     /// Runs `batch` images given as NCHW floats (`batch * 3 * 112 * 112` values), writing the
     /// results into this session's buffers (see ``outputs``, ``probabilities``).
@@ -96,59 +135,81 @@ public final class InferenceSession {
         guard batch >= 1, batch <= capacity, input.count == batch * 3 * size * size else {
             throw EngineError.inputShape(expected: "[1...\(capacity), 3, \(size), \(size)]", got: [input.count])
         }
-        stage(input.baseAddress!, batch: batch)
-        model.network.forward(workspace)
+        run(input.baseAddress!, batch: batch, observe: nil)
     }
 
-    /// Copies NCHW input into the workspace's NHWC input buffer and sets the batch size.
-    private func stage(_ input: UnsafePointer<Float>, batch: Int) {
+    private func run(_ input: UnsafePointer<Float>, batch: Int, observe: StageObserver?) {
+        let plane = 3 * Network.inputSize * Network.inputSize
+        let chunk = workers[0].batch
+        let used = (batch + chunk - 1) / chunk
+        lastBatch = batch
+        func runWorker(_ i: Int) {
+            let worker = workers[i]
+            worker.active = min(chunk, batch - i * chunk)
+            stage(input + i * chunk * plane, into: worker)
+            model.network.forward(worker, observe: observe)
+        }
+        if used == 1 {
+            BLASThreads.set(threads)
+            runWorker(0)
+        } else {
+            BLASThreads.set(1)
+            // Each iteration touches only its own workspace and its own rows of the results.
+            let job = UncheckedSendable(runWorker)
+            DispatchQueue.concurrentPerform(iterations: used) { job.value($0) }
+        }
+    }
+
+    /// Copies NCHW input into a workspace's NHWC input buffer.
+    private func stage(_ input: UnsafePointer<Float>, into worker: Workspace) {
         let plane = Network.inputSize * Network.inputSize
-        for b in 0..<batch {
+        for b in 0..<worker.active {
             let image = input + b * 3 * plane
-            let out = workspace.input + b * 3 * plane
+            let out = worker.input + b * 3 * plane
             for p in 0..<plane {
                 out[3 * p] = image[p]
                 out[3 * p + 1] = image[plane + p]
                 out[3 * p + 2] = image[2 * plane + p]
             }
         }
-        workspace.active = batch
-        lastBatch = batch
     }
 
     /// The outputs of the last run, `batch x outputWidth` values (logits or embeddings).
     public var outputs: UnsafeBufferPointer<Float> {
-        UnsafeBufferPointer(start: workspace.outputs, count: lastBatch * model.outputWidth)
+        UnsafeBufferPointer(start: results.outputs, count: lastBatch * model.outputWidth)
     }
 
     /// Softmax probabilities of the last run (classifiers; empty for embedders).
     public var probabilities: UnsafeBufferPointer<Float> {
-        UnsafeBufferPointer(start: workspace.probabilities, count: model.isClassifier ? lastBatch * model.outputWidth : 0)
+        UnsafeBufferPointer(start: results.probabilities, count: model.isClassifier ? lastBatch * model.outputWidth : 0)
     }
 
     /// Runs `input` (`[N, 3, 112, 112]` or `[3, 112, 112]`) and copies out every output.
     public func predict(_ input: Tensor) throws -> Prediction {
-        try load(input)
-        model.network.forward(workspace)
-        return collect()
+        try predict(input, observe: nil)
     }
 
-    func load(_ input: Tensor) throws {
+    func predict(_ input: Tensor, observe: StageObserver?) throws -> Prediction {
         let size = Network.inputSize
         let shape = input.shape.count == 3 ? [1] + input.shape : input.shape
         guard shape.count == 4, shape[1] == 3, shape[2] == size, shape[3] == size, shape[0] >= 1, shape[0] <= capacity else {
             throw EngineError.inputShape(expected: "[N, 3, \(size), \(size)] with 1 <= N <= \(capacity)", got: input.shape)
         }
-        input.data.withUnsafeBufferPointer { stage($0.baseAddress!, batch: shape[0]) }
-    }
-
-    func collect() -> Prediction {
+        input.data.withUnsafeBufferPointer { run($0.baseAddress!, batch: shape[0], observe: observe) }
         let n = lastBatch, width = model.outputWidth, c = model.featureChannels
-        let outputs = Tensor(shape: [n, width], data: Array(UnsafeBufferPointer(start: workspace.outputs, count: n * width)))
-        let probabilities = model.isClassifier
-            ? Tensor(shape: [n, width], data: Array(UnsafeBufferPointer(start: workspace.probabilities, count: n * width))) : nil
-        let featureMap = Tensor(shape: [n, c, 7, 7], data: Array(UnsafeBufferPointer(start: workspace.featureMap, count: n * c * 49)))
-        let pooled = Tensor(shape: [n, c], data: Array(UnsafeBufferPointer(start: workspace.pooledFeatures, count: n * c)))
-        return Prediction(outputs: outputs, probabilities: probabilities, featureMap: featureMap, pooledFeatures: pooled)
+        func tensor(_ p: UnsafeMutablePointer<Float>, _ shape: [Int]) -> Tensor {
+            Tensor(shape: shape, data: Array(UnsafeBufferPointer(start: p, count: shape.reduce(1, *))))
+        }
+        return Prediction(
+            outputs: tensor(results.outputs, [n, width]),
+            probabilities: model.isClassifier ? tensor(results.probabilities, [n, width]) : nil,
+            featureMap: tensor(results.featureMap, [n, c, 7, 7]),
+            pooledFeatures: tensor(results.pooledFeatures, [n, c]))
     }
+}
+
+/// Hands a value to concurrently running code whose isolation the compiler cannot see.
+struct UncheckedSendable<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
 }

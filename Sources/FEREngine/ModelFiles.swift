@@ -5,7 +5,8 @@ import FERTensor
 /// architecture, so the runtime skips recognition and folding.
 ///
 /// Metadata keys: `format` = `fer-fused`, `format_version` = `1`, `architecture` (`lfnsb`, `lfn`,
-/// `mfn`, `ddamnet`), `classes`, `heads`, and `labels` (comma-separated, classifiers only).
+/// `mfn`, `ddamnet`), `classes`, `heads`, `labels` (comma-separated, classifiers only) and
+/// `parameters` (the PyTorch model's parameter count, for reports).
 public enum FusedModelFile {
     public static let formatName = "fer-fused"
     public static let formatVersion = "1"
@@ -20,6 +21,7 @@ public enum FusedModelFile {
         case .lfn, .mfn: break
         }
         if let labels { metadata["labels"] = labels.joined(separator: ",") }
+        if let parameters = model.originalParameterCount { metadata["parameters"] = "\(parameters)" }
         let tensors = folded.names.map { name -> (name: String, dtype: TensorDType, shape: [Int], bytes: [UInt8]) in
             let t = folded.tensors[name]!
             var bytes = [UInt8](); bytes.reserveCapacity(t.count * 4)
@@ -30,7 +32,7 @@ public enum FusedModelFile {
     }
 
     /// Reads folded parameters back from a fused file's checkpoint view.
-    static func read(_ checkpoint: Checkpoint) throws -> FoldedParameters {
+    static func read(_ checkpoint: Checkpoint) throws -> (FoldedParameters, parameters: Int?) {
         let meta = checkpoint.metadata
         guard meta["format_version"] == formatVersion else {
             throw EngineError.invalidFusedModel("format_version \(meta["format_version"] ?? "missing"), this runtime reads \(formatVersion)")
@@ -54,7 +56,7 @@ public enum FusedModelFile {
             guard t.dtype == .float32 else { throw EngineError.invalidFusedModel("tensor '\(t.name)' is \(t.dtype), expected float32") }
             try folded.add(t.name, Tensor(shape: t.shape, data: try t.floats()))
         }
-        return folded
+        return (folded, meta["parameters"].flatMap { Int($0) })
     }
 }
 
@@ -69,7 +71,8 @@ extension FERModel {
     /// Builds a model from an imported checkpoint (fused files included).
     public convenience init(checkpoint: Checkpoint) throws {
         if checkpoint.container == .safetensors, checkpoint.metadata["format"] == FusedModelFile.formatName {
-            try self.init(folded: try FusedModelFile.read(checkpoint))
+            let (folded, parameters) = try FusedModelFile.read(checkpoint)
+            try self.init(folded: folded, originalParameterCount: parameters)
         } else {
             try self.init(stateDict: checkpoint.tensors.map { t in
                 (t.name, RawTensor(shape: t.shape, values: { try t.floats() }))

@@ -7,6 +7,8 @@ final class Workspace {
     let batch: Int
     /// The batch size of the pass being run (at most `batch`).
     var active: Int
+    /// Where to record per-stage time, when profiling.
+    var profile: StageProfile?
     // NHWC activations; `a`/`b` alternate as the running tensor, `expanded`/`depthwise` serve the blocks.
     let input: UnsafeMutablePointer<Float>      // (batch, 112, 112, 3)
     let a: UnsafeMutablePointer<Float>
@@ -19,13 +21,20 @@ final class Workspace {
     // Head buffers.
     let headA: UnsafeMutablePointer<Float>
     let headB: UnsafeMutablePointer<Float>
+    // Results, owned by the session: this workspace writes rows `results.offset ..< + batch`.
     let outputs: UnsafeMutablePointer<Float>    // (batch, outputWidth): logits or embedding
     let probabilities: UnsafeMutablePointer<Float>
     let featureMap: UnsafeMutablePointer<Float> // (batch, channels, 7, 7) NCHW, as PyTorch returns it
     let pooledFeatures: UnsafeMutablePointer<Float>  // (batch, channels)
     private var all: [(UnsafeMutablePointer<Float>, Int)] = []
 
-    init(network: Network, batch: Int) {
+    /// Where a workspace writes its results: the session's result buffers, from sample `offset`.
+    struct Results {
+        let outputs, probabilities, featureMap, pooledFeatures: UnsafeMutablePointer<Float>
+        let offset: Int
+    }
+
+    init(network: Network, batch: Int, results: Results) {
         self.batch = batch
         self.active = batch
         let s = Network.inputSize
@@ -58,13 +67,12 @@ final class Workspace {
         hidden = make(hid)
         headA = make(headSize)
         headB = make(headSize)
-        outputs = make(network.outputWidth)
-        probabilities = make(network.outputWidth)
-        featureMap = make(h * w * c)
-        pooledFeatures = make(c)
+        outputs = results.outputs + results.offset * network.outputWidth
+        probabilities = results.probabilities + results.offset * network.outputWidth
+        featureMap = results.featureMap + results.offset * h * w * c
+        pooledFeatures = results.pooledFeatures + results.offset * c
         all = [(input, s * s * 3), (a, activation), (b, activation), (expanded, expand), (depthwise, dw),
-               (columns, (s / 2) * (s / 2) * 27), (pooled, pool), (hidden, hid), (headA, headSize), (headB, headSize),
-               (outputs, network.outputWidth), (probabilities, network.outputWidth), (featureMap, h * w * c), (pooledFeatures, c)]
+               (columns, (s / 2) * (s / 2) * 27), (pooled, pool), (hidden, hid), (headA, headSize), (headB, headSize)]
         for (p, n) in all { p.initialize(repeating: 0, count: max(1, n * batch)) }
     }
 

@@ -72,51 +72,135 @@ public enum Depthwise {
         return packed
     }
 
-    /// SIMD kernel: 8 channels per vector, interior and border taps clipped per output pixel.
+    /// SIMD kernel: 8 channels per vector. Output pixels whose taps all fall inside the image
+    /// are computed four at a time, so each weight vector is loaded once for four FMAs; border
+    /// pixels clip their tap ranges one pixel at a time.
     public static func convolve(
         _ g: DepthwiseGeometry,
         input: UnsafePointer<Float>, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
         output: UnsafeMutablePointer<Float>
     ) {
         let (oh, ow) = (g.outHeight, g.outWidth)
-        let cs = g.channelStride, nc = g.channels
-        let kw = g.kernelWidth
-        let vectorEnd = nc & ~7
+        let cs = g.channelStride
+        // Interior columns: ox * stride - padLeft >= 0 and ox * stride - padLeft + kernelWidth <= width.
+        let interiorStart = min(ow, (g.padLeft + g.stride - 1) / g.stride)
+        let interiorEnd = max(interiorStart, min(ow, (g.width - g.kernelWidth + g.padLeft) / g.stride + 1))
         for n in 0..<g.batch {
             let inImage = input + n * g.height * g.width * cs + g.channelOffset
             let outImage = output + n * oh * ow * cs + g.channelOffset
             for oy in 0..<oh {
                 let iy0 = oy * g.stride - g.padTop
                 let kyLo = max(0, -iy0), kyHi = min(g.kernelHeight, g.height - iy0)
-                for ox in 0..<ow {
-                    let ix0 = ox * g.stride - g.padLeft
-                    let kxLo = max(0, -ix0), kxHi = min(kw, g.width - ix0)
-                    let out = outImage + (oy * ow + ox) * cs
-                    var c = 0
-                    while c < vectorEnd {
-                        var acc = bias.map { loadVector($0 + c) } ?? SIMD8<Float>(repeating: 0)
-                        for ky in kyLo..<kyHi {
-                            let row = inImage + ((iy0 + ky) * g.width + ix0) * cs + c
-                            let wrow = weights + ky * kw * nc + c
-                            for kx in kxLo..<kxHi {
-                                acc.addProduct(loadVector(wrow + kx * nc), loadVector(row + kx * cs))
-                            }
-                        }
-                        storeVector(acc, out + c)
-                        c += 8
-                    }
-                    while c < nc {
-                        var acc: Float = bias?[c] ?? 0
-                        for ky in kyLo..<kyHi {
-                            let row = inImage + ((iy0 + ky) * g.width + ix0) * cs + c
-                            let wrow = weights + ky * kw * nc + c
-                            for kx in kxLo..<kxHi { acc = acc.addingProduct(wrow[kx * nc], row[kx * cs]) }
-                        }
-                        out[c] = acc
-                        c += 1
-                    }
+                let outRow = outImage + oy * ow * cs
+                var ox = 0
+                while ox < interiorStart {
+                    pixel(g, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi)
+                    ox += 1
+                }
+                while ox + 4 <= interiorEnd {
+                    fourPixels(g, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi)
+                    ox += 4
+                }
+                while ox < ow {
+                    pixel(g, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi)
+                    ox += 1
                 }
             }
+        }
+    }
+
+    /// One output pixel, taps clipped to the image.
+    @inline(__always)
+    private static func pixel(
+        _ g: DepthwiseGeometry, _ inImage: UnsafePointer<Float>, _ weights: UnsafePointer<Float>,
+        _ bias: UnsafePointer<Float>?, _ outRow: UnsafeMutablePointer<Float>, ox: Int, iy0: Int, kyLo: Int, kyHi: Int
+    ) {
+        let cs = g.channelStride, nc = g.channels, kw = g.kernelWidth
+        let ix0 = ox * g.stride - g.padLeft
+        let kxLo = max(0, -ix0), kxHi = min(kw, g.width - ix0)
+        let out = outRow + ox * cs
+        let vectorEnd = nc & ~7
+        var c = 0
+        while c < vectorEnd {
+            var acc = SIMD8<Float>(repeating: 0)
+            if let bias { acc = loadVector(bias + c) }
+            for ky in kyLo..<kyHi {
+                let row = inImage + ((iy0 + ky) * g.width + ix0) * cs + c
+                let wrow = weights + ky * kw * nc + c
+                for kx in kxLo..<kxHi {
+                    acc.addProduct(loadVector(wrow + kx * nc), loadVector(row + kx * cs))
+                }
+            }
+            storeVector(acc, out + c)
+            c += 8
+        }
+        while c < nc {
+            var acc: Float = bias?[c] ?? 0
+            for ky in kyLo..<kyHi {
+                let row = inImage + ((iy0 + ky) * g.width + ix0) * cs + c
+                let wrow = weights + ky * kw * nc + c
+                for kx in kxLo..<kxHi { acc = acc.addingProduct(wrow[kx * nc], row[kx * cs]) }
+            }
+            out[c] = acc
+            c += 1
+        }
+    }
+
+    /// Four horizontally adjacent output pixels whose taps are all inside the image columns.
+    @inline(__always)
+    private static func fourPixels(
+        _ g: DepthwiseGeometry, _ inImage: UnsafePointer<Float>, _ weights: UnsafePointer<Float>,
+        _ bias: UnsafePointer<Float>?, _ outRow: UnsafeMutablePointer<Float>, ox: Int, iy0: Int, kyLo: Int, kyHi: Int
+    ) {
+        let cs = g.channelStride, nc = g.channels, kw = g.kernelWidth
+        let step = g.stride * cs  // distance between the inputs of neighbouring output pixels
+        let ix0 = ox * g.stride - g.padLeft
+        let out = outRow + ox * cs
+        let vectorEnd = nc & ~7
+        var c = 0
+        while c < vectorEnd {
+            var a0 = SIMD8<Float>(repeating: 0)
+            if let bias { a0 = loadVector(bias + c) }
+            var (a1, a2, a3) = (a0, a0, a0)
+            for ky in kyLo..<kyHi {
+                var p = inImage + ((iy0 + ky) * g.width + ix0) * cs + c
+                var wp = weights + ky * kw * nc + c
+                for _ in 0..<kw {
+                    let w = loadVector(wp)
+                    a0.addProduct(w, loadVector(p))
+                    a1.addProduct(w, loadVector(p + step))
+                    a2.addProduct(w, loadVector(p + 2 * step))
+                    a3.addProduct(w, loadVector(p + 3 * step))
+                    p += cs
+                    wp += nc
+                }
+            }
+            storeVector(a0, out + c)
+            storeVector(a1, out + cs + c)
+            storeVector(a2, out + 2 * cs + c)
+            storeVector(a3, out + 3 * cs + c)
+            c += 8
+        }
+        for i in 0..<4 where c < nc {
+            pixelTail(g, inImage, weights, bias, out + i * cs, from: c, ix0: ix0 + i * g.stride, iy0: iy0, kyLo: kyLo, kyHi: kyHi)
+        }
+    }
+
+    /// Channels `from..<channels` of one pixel with all column taps inside the image.
+    @inline(__always)
+    private static func pixelTail(
+        _ g: DepthwiseGeometry, _ inImage: UnsafePointer<Float>, _ weights: UnsafePointer<Float>,
+        _ bias: UnsafePointer<Float>?, _ out: UnsafeMutablePointer<Float>, from: Int, ix0: Int, iy0: Int, kyLo: Int, kyHi: Int
+    ) {
+        let cs = g.channelStride, nc = g.channels, kw = g.kernelWidth
+        for c in from..<nc {
+            var acc: Float = bias?[c] ?? 0
+            for ky in kyLo..<kyHi {
+                let row = inImage + ((iy0 + ky) * g.width + ix0) * cs + c
+                let wrow = weights + ky * kw * nc + c
+                for kx in 0..<kw { acc = acc.addingProduct(wrow[kx * nc], row[kx * cs]) }
+            }
+            out[c] = acc
         }
     }
 

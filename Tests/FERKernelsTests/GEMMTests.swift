@@ -102,3 +102,25 @@ final class ElementwiseTests: XCTestCase {
         XCTAssertEqual(gated[(1 * w + 2) * c + 8], x[(1 * w + 2) * c + 8] * pooled[1 * c + 8] * pooled[(h + 2) * c + 8])
     }
 }
+
+final class SmallGEMMTests: XCTestCase {
+    /// The own small-product kernel against the triple loop: column counts around 8 and 16
+    /// (vector bodies and tails), strided operands, accumulation.
+    func testSmallKernelAgreesWithTheTripleLoop() {
+        var rng = SeededGenerator(seed: 9)
+        for (m, n, k) in [(1, 1, 1), (7, 8, 3), (14, 10, 96), (5, 16, 8), (3, 25, 17), (28, 96, 8)] {
+            let (lda, ldb, ldc) = (k + 1, n + 3, n + 5)
+            let a = (0..<m * lda).map { _ in rng.nextFloat() }
+            let b = (0..<k * ldb).map { _ in rng.nextFloat() }
+            let c0 = (0..<m * ldc).map { _ in rng.nextFloat() }
+            for accumulate in [false, true] {
+                var fast = c0, slow = c0
+                GEMM.multiplySmall(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: &fast, ldc: ldc, accumulate: accumulate)
+                GEMM.multiplyReference(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: &slow, ldc: ldc, accumulate: accumulate)
+                for i in 0..<fast.count {
+                    XCTAssertEqual(fast[i], slow[i], accuracy: 1e-4, "m\(m) n\(n) k\(k) acc \(accumulate) at \(i)")
+                }
+            }
+        }
+    }
+}

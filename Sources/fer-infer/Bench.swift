@@ -1,0 +1,131 @@
+import ArgumentParser
+import Dispatch
+import FEREngine
+import Foundation
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure latency, throughput, memory and load time (release builds only give meaningful figures).",
+        discussion: """
+            Runs `--warmup` passes, then `--iterations` timed passes of one batch of seeded random
+            normalised inputs. Reports latency percentiles per batch, images per second, peak resident
+            memory of the process and the model's load time (import + fold + pack).
+
+            Examples:
+              fer-infer bench --batch 1 --threads 1
+              fer-infer bench --batch 32 --threads 2 --json
+              fer-infer bench --profile
+            """)
+
+    @Option(help: "Model file (default: \(ModelLocator.defaultName)).")
+    var model: String?
+
+    @Option(help: "Images per forward pass.")
+    var batch = 1
+
+    @Option(help: "Threads (batches split across threads; BLAS threads for batch 1).")
+    var threads = 1
+
+    @Option(help: "Timed passes.")
+    var iterations = 50
+
+    @Option(help: "Untimed passes first.")
+    var warmup = 5
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    @Flag(help: "Also print where the time goes, per stage and operation (single-threaded passes).")
+    var profile = false
+
+    func validate() throws {
+        guard batch >= 1, threads >= 1, iterations >= 1, warmup >= 0 else {
+            throw ValidationError("--batch, --threads and --iterations must be at least 1, --warmup at least 0")
+        }
+    }
+
+    func run() throws {
+        let path = try ModelLocator.resolve(model)
+        let loadStart = DispatchTime.now().uptimeNanoseconds
+        let model: FERModel
+        do { model = try FERModel(contentsOf: path) } catch { throw CLIError("\(path): \(error)") }
+        let loadMs = Double(DispatchTime.now().uptimeNanoseconds - loadStart) / 1e6
+
+        var state: UInt64 = 0x5EED
+        let input = (0..<batch * 3 * 112 * 112).map { _ -> Float in
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Float(Int64(bitPattern: state) >> 40) / Float(1 << 23)
+        }
+        let session = model.makeSession(batch: batch, threads: threads)
+        try input.withUnsafeBufferPointer { buffer in
+            for _ in 0..<warmup { try session.run(nchw: buffer, batch: batch) }
+        }
+        var times: [Double] = []
+        times.reserveCapacity(iterations)
+        try input.withUnsafeBufferPointer { buffer in
+            for _ in 0..<iterations {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                try session.run(nchw: buffer, batch: batch)
+                times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+            }
+        }
+        let sorted = times.sorted()
+        func percentile(_ p: Double) -> Double { sorted[min(sorted.count - 1, Int((p / 100 * Double(sorted.count - 1)).rounded()))] }
+        let total = times.reduce(0, +)
+        let figures: [String: Any] = [
+            "model": path, "architecture": model.architecture.description, "batch": batch, "threads": threads,
+            "iterations": iterations, "p50_ms": percentile(50), "p90_ms": percentile(90), "p99_ms": percentile(99),
+            "min_ms": sorted[0], "mean_ms": total / Double(iterations),
+            "images_per_s": Double(batch * iterations) / (total / 1000), "peak_rss_mb": peakResidentMegabytes(),
+            "load_ms": loadMs, "workspace_mb": Double(session.workspaceBytes) / 1_048_576,
+        ]
+        var profileRows: [StageProfile.Entry] = []
+        if profile {
+            let recorder = StageProfile()
+            let single = model.makeSession(batch: batch, threads: 1)
+            single.profile = recorder
+            try input.withUnsafeBufferPointer { buffer in
+                for _ in 0..<iterations { try single.run(nchw: buffer, batch: batch) }
+            }
+            profileRows = recorder.entries
+        }
+        if json {
+            var object = figures
+            if profile {
+                object["profile"] = profileRows.map {
+                    ["stage": $0.stage, "operation": $0.operation, "ms_per_pass": Double($0.nanoseconds) / 1e6 / Double(iterations)]
+                }
+            }
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            print("\(model.architecture), batch \(batch), \(threads) thread\(threads == 1 ? "" : "s"), \(iterations) passes")
+            print(String(format: "latency per batch: p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  (min %.2f)",
+                         percentile(50), percentile(90), percentile(99), sorted[0]))
+            print(String(format: "throughput: %.1f images/s", figures["images_per_s"] as! Double))
+            print(String(format: "model load: %.1f ms   peak RSS: %.1f MB   workspace: %.1f MB",
+                         loadMs, peakResidentMegabytes(), Double(session.workspaceBytes) / 1_048_576))
+            if profile {
+                let all = Double(profileRows.reduce(0) { $0 + $1.nanoseconds })
+                var byOperation: [String: UInt64] = [:]
+                for row in profileRows { byOperation[row.operation, default: 0] += row.nanoseconds }
+                print("\nprofile (single thread, ms per pass):")
+                for (op, ns) in byOperation.sorted(by: { $0.value > $1.value }) {
+                    print(String(format: "  %-28@ %8.3f ms  %5.1f%%", op as NSString, Double(ns) / 1e6 / Double(iterations), Double(ns) / all * 100))
+                }
+                print("per stage:")
+                for row in profileRows {
+                    print(String(format: "  %-12@ %-28@ %8.3f ms", row.stage as NSString, row.operation as NSString,
+                                 Double(row.nanoseconds) / 1e6 / Double(iterations)))
+                }
+            }
+        }
+    }
+}
+
+/// Peak resident set size of this process, in MB (Linux reports ru_maxrss in kilobytes).
+func peakResidentMegabytes() -> Double {
+    var usage = rusage()
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+    return Double(usage.ru_maxrss) / 1024
+}
