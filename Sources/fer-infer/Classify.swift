@@ -1,91 +1,214 @@
 import ArgumentParser
+import Dispatch
 import FEREngine
-import FERKernels
+import FERImage
 import FERTensor
 import Foundation
 
 struct Classify: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Classify inputs (or embed them, for LFN/MFN models).",
+        abstract: "Classify face images (or embed them, for LFN/MFN models).",
         discussion: """
-            Inputs are NumPy .npy float32 arrays shaped [N,3,112,112] or [3,112,112], already
-            normalised with the ImageNet mean and std, as the authors' evaluation transform gives them.
+            Inputs are PNG or JPEG images (any size; resized to 112x112 exactly as the authors' evaluation
+            transform does, with PIL's bilinear filter, then normalised with the ImageNet mean and std),
+            directories (the .png/.jpg/.jpeg images inside them), or NumPy .npy float32 arrays shaped
+            [N,3,112,112] or [3,112,112] that are already normalised.
+            The model expects aligned 112x112 face crops: other images still work and get a one-line note.
+
+            Output: one line per image with the top label and its probability (--top-k for more);
+            --json prints, per image, input, label, probability, labels, logits, probabilities and timing.
+            Exit status: 0 all inputs classified, 1 some inputs failed (the others are still classified),
+            2 usage errors.
 
             Examples:
-              fer-infer classify --json batch.npy
-              fer-infer classify --model my-lfnsb.pth --top-k 3 face.npy
+              fer-infer face.png
+              fer-infer --top-k 3 crops/
+              fer-infer classify --json --model my-lfnsb.pth --labels affectnet7 a.jpg b.png
+              fer-infer classify --batch 32 --threads 2 crops/
+              fer-infer classify --json inputs.npy
             """)
 
-    @Argument(help: "Input files (.npy).")
-    var inputs: [String]
+    @Argument(help: "Images (.png, .jpg), directories of images, or normalised .npy arrays.")
+    var inputs: [String] = []
 
     @Option(help: "Model file: a PyTorch checkpoint (.pth/.pt) or a fused .safetensors. Default: \(ModelLocator.defaultName).")
     var model: String?
 
-    @Flag(help: "Print JSON: per sample, logits (or embedding), probabilities, label and index.")
+    @Option(help: "Label names: rafdb, affectnet7, affectnet8, or a text file with one name per line. Default: rafdb for 7 classes, affectnet8 for 8.")
+    var labels: String?
+
+    @Flag(help: "Print JSON.")
     var json = false
 
-    @Option(name: .customLong("top-k"), help: "Print the K most probable labels per sample.")
+    @Option(name: .customLong("top-k"), help: "Print the K most probable labels per image.")
     var topK = 1
 
     @Option(help: "Threads for the runtime (BLAS included).")
     var threads = 1
 
+    @Option(help: "Images per forward pass.")
+    var batch = 8
+
+    @Option(name: .customLong("max-pixels"), help: "Refuse images with more pixels than this (decompression bombs); 0 for no limit.")
+    var maxPixels = ImageDecodingOptions.pilMaxImagePixels
+
     func validate() throws {
+        guard !inputs.isEmpty else { throw ValidationError("no inputs: give image files, directories or .npy files") }
         guard topK >= 1 else { throw ValidationError("--top-k must be at least 1") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
+        guard maxPixels >= 0 else { throw ValidationError("--max-pixels must be 0 (no limit) or positive") }
+    }
+
+    /// One model input: a preprocessed image, or one sample of a .npy batch.
+    private struct Sample {
+        let input: String
+        let sample: Int?
+        let data: ArraySlice<Float>  // 3x112x112, normalised
+        let decodeMs: Double
+        let preprocessMs: Double
     }
 
     func run() throws {
-        BLASThreads.set(threads)
         let modelPath = try ModelLocator.resolve(model)
         let model: FERModel
         do { model = try FERModel(contentsOf: modelPath) } catch {
             throw CLIError("\(modelPath): \(error)")
         }
-        let labels = model.architecture.classCount.flatMap { LabelSet.defaultFor(classes: $0)?.names }
+        let names = try labelNames(for: model)
+        let session = model.makeSession(batch: batch, threads: threads)
+        let options = ImageDecodingOptions(maxPixels: maxPixels == 0 ? nil : maxPixels)
         var failures = 0
         var records: [[String: Any]] = []
-        for path in inputs {
-            do {
-                let tensor = try NPY.read(path: path)
-                let prediction = try model.predict(tensor)
-                let n = prediction.outputs.shape[0], width = prediction.outputs.shape[1]
-                for i in 0..<n {
-                    let outputs = Array(prediction.outputs.data[i * width..<(i + 1) * width])
-                    var record: [String: Any] = ["input": path, "index": i]
-                    if let probabilities = prediction.probabilities {
-                        let probs = Array(probabilities.data[i * width..<(i + 1) * width])
-                        let order = probs.indices.sorted { probs[$0] > probs[$1] }
-                        let name = { (k: Int) in labels?[k] ?? "class \(k)" }
-                        record["logits"] = outputs
-                        record["probabilities"] = probs
-                        record["label"] = name(order[0])
-                        record["class"] = order[0]
-                        record["probability"] = probs[order[0]]
-                        if let labels { record["labels"] = labels }
-                        if !json {
-                            let top = order.prefix(topK).map { "\(name($0)) \(String(format: "%.3f", probs[$0]))" }
-                            print("\(path)\(n > 1 ? "[\(i)]" : ""): \(top.joined(separator: ", "))")
-                        }
-                    } else {
-                        record["embedding"] = outputs
-                        if !json {
-                            print("\(path)\(n > 1 ? "[\(i)]" : ""): embedding of \(width) values, first \(outputs.prefix(4).map { String(format: "%.4f", $0) })")
-                        }
-                    }
-                    records.append(record)
-                }
-            } catch {
-                failures += 1
-                FileHandle.standardError.write(Data("fer-infer: \(path): \(error)\n".utf8))
-            }
+        var pending: [Sample] = []
+        let width = model.outputWidth
+        let plane = 3 * 112 * 112
+        var batchInput = [Float](repeating: 0, count: batch * plane)
+
+        func fail(_ message: String) {
+            failures += 1
+            FileHandle.standardError.write(Data("fer-infer: \(message)\n".utf8))
         }
+        func flush() throws {
+            guard !pending.isEmpty else { return }
+            for (i, sample) in pending.enumerated() {
+                batchInput.replaceSubrange(i * plane..<(i + 1) * plane, with: sample.data)
+            }
+            let start = DispatchTime.now().uptimeNanoseconds
+            try batchInput.withUnsafeBufferPointer {
+                try session.run(nchw: UnsafeBufferPointer(rebasing: $0[0..<pending.count * plane]), batch: pending.count)
+            }
+            let inferenceMs = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6 / Double(pending.count)
+            let outputs = Array(session.outputs), probabilities = Array(session.probabilities)
+            for (i, sample) in pending.enumerated() {
+                var record: [String: Any] = ["input": sample.input]
+                if let n = sample.sample { record["sample"] = n }
+                record["timing_ms"] = ["decode": sample.decodeMs, "preprocess": sample.preprocessMs, "inference": inferenceMs]
+                let out = Array(outputs[i * width..<(i + 1) * width])
+                let shown = sample.sample.map { "\(sample.input)[\($0)]" } ?? sample.input
+                if model.isClassifier {
+                    let probs = Array(probabilities[i * width..<(i + 1) * width])
+                    let order = probs.indices.sorted { probs[$0] > probs[$1] }
+                    record["logits"] = out
+                    record["probabilities"] = probs
+                    record["labels"] = names
+                    record["index"] = order[0]
+                    record["label"] = names[order[0]]
+                    record["probability"] = probs[order[0]]
+                    if topK > 1 {
+                        record["top_k"] = order.prefix(topK).map { ["label": names[$0], "index": $0, "probability": probs[$0]] as [String: Any] }
+                    }
+                    if !json {
+                        let top = order.prefix(topK).map { "\(names[$0]) \(String(format: "%.3f", probs[$0]))" }
+                        print("\(shown): \(top.joined(separator: ", "))")
+                    }
+                } else {
+                    record["embedding"] = out
+                    if !json {
+                        print("\(shown): embedding (\(width) values) \(out.prefix(4).map { String(format: "%.4f", $0) }.joined(separator: " ")) ...")
+                    }
+                }
+                records.append(record)
+            }
+            pending.removeAll(keepingCapacity: true)
+        }
+        func enqueue(_ sample: Sample) throws {
+            pending.append(sample)
+            if pending.count == batch { try flush() }
+        }
+
+        for path in expand(inputs, failing: fail) {
+            if path.lowercased().hasSuffix(".npy") {
+                do {
+                    let tensor = try NPY.read(path: path)
+                    let shape = tensor.shape.count == 3 ? [1] + tensor.shape : tensor.shape
+                    guard shape.count == 4, shape[1] == 3, shape[2] == 112, shape[3] == 112 else {
+                        fail("\(path): array has shape \(tensor.shape), expected [N,3,112,112] or [3,112,112]")
+                        continue
+                    }
+                    for n in 0..<shape[0] {
+                        try enqueue(Sample(input: path, sample: tensor.shape.count == 4 ? n : nil,
+                                           data: tensor.data[n * plane..<(n + 1) * plane], decodeMs: 0, preprocessMs: 0))
+                    }
+                } catch let error as NPYError {
+                    fail("\(error)")
+                }
+                continue
+            }
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let decoded: DecodedImage
+            do { decoded = try ImageDecoder.decode(path: path, options: options) } catch {
+                fail(error.description)
+                continue
+            }
+            let t1 = DispatchTime.now().uptimeNanoseconds
+            for note in decoded.notes { FileHandle.standardError.write(Data("fer-infer: \(note)\n".utf8)) }
+            let tensor = Preprocessing.modelInput(decoded.image)
+            let t2 = DispatchTime.now().uptimeNanoseconds
+            try enqueue(Sample(input: path, sample: nil, data: tensor.data[...],
+                               decodeMs: Double(t1 - t0) / 1e6, preprocessMs: Double(t2 - t1) / 1e6))
+        }
+        try flush()
+
         if json {
-            let data = try JSONSerialization.data(withJSONObject: ["model": modelPath, "architecture": model.architecture.description, "results": records], options: [.prettyPrinted, .sortedKeys])
+            let object: [String: Any] = ["model": modelPath, "architecture": model.architecture.description, "results": records]
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         }
         if failures > 0 { throw ExitCode(1) }
+    }
+
+    /// Inputs in order, directories replaced by the images inside them (sorted).
+    private func expand(_ inputs: [String], failing fail: (String) -> Void) -> [String] {
+        var paths: [String] = []
+        for input in inputs {
+            guard ImageDecoder.isDirectory(input) else { paths.append(input); continue }
+            do { paths += try ImageDecoder.imageFiles(inDirectory: input) } catch { fail(error.description) }
+        }
+        return paths
+    }
+
+    /// Label names for a classifier (`class N` for an embedder's nothing); a count mismatch is a usage error.
+    private func labelNames(for model: FERModel) throws -> [String] {
+        guard let classes = model.architecture.classCount else { return [] }
+        guard let choice = labels else {
+            return LabelSet.defaultFor(classes: classes)?.names ?? (0..<classes).map { "class \($0)" }
+        }
+        let names: [String]
+        if let set = LabelSet(rawValue: choice.lowercased()) {
+            names = set.names
+        } else if FileManager.default.fileExists(atPath: choice) {
+            guard let text = try? String(contentsOfFile: choice, encoding: .utf8) else {
+                throw ValidationError("--labels \(choice): cannot be read as UTF-8 text")
+            }
+            names = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        } else {
+            throw ValidationError("--labels must be rafdb, affectnet7, affectnet8 or a file of names; '\(choice)' is none of these")
+        }
+        guard names.count == classes else {
+            throw ValidationError("--labels \(choice) has \(names.count) names but the model has \(classes) classes")
+        }
+        return names
     }
 }
 

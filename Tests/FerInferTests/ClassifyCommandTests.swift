@@ -12,14 +12,14 @@ final class ClassifyCommandTests: XCTestCase {
         XCTAssertEqual(records.count, 2)
         let expected = try NPY.read(path: CLI.root.appendingPathComponent("Tests/Fixtures/expected/lfnsb7/random-b2.logits.npy").path)
         for (i, record) in records.enumerated() {
-            XCTAssertEqual(record["index"] as? Int, i)
+            XCTAssertEqual(record["sample"] as? Int, i)
             let logits = try XCTUnwrap(record["logits"] as? [Double])
             let want = expected.data[i * 7..<(i + 1) * 7].map(Double.init)
             for (a, b) in zip(logits, want) { XCTAssertEqual(a, b, accuracy: 1e-3) }
             let probabilities = try XCTUnwrap(record["probabilities"] as? [Double])
             XCTAssertEqual(probabilities.reduce(0, +), 1, accuracy: 1e-5)
             let top = want.firstIndex(of: want.max()!)!
-            XCTAssertEqual(record["class"] as? Int, top)
+            XCTAssertEqual(record["index"] as? Int, top)
             XCTAssertEqual(record["label"] as? String, rafdb[top])
         }
     }

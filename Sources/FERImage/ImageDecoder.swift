@@ -1,0 +1,265 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Settings for ``ImageDecoder``.
+public struct ImageDecodingOptions: Sendable, Equatable {
+    /// What to do when a file's extension names another image format than its content.
+    public enum ExtensionPolicy: Sendable, Equatable {
+        /// Decode by content and add an ``ImageNote`` (the default; PIL also goes by content).
+        case note
+        /// Refuse with ``ImageError/Kind/wrongExtension(fileExtension:actual:)``.
+        case error
+        /// Decode by content and say nothing.
+        case ignore
+    }
+
+    /// PIL's default `Image.MAX_IMAGE_PIXELS`: 1024 * 1024 * 1024 / 4 / 3 = 89,478,485.
+    public static let pilMaxImagePixels = 89_478_485
+
+    /// Largest `width * height` accepted, checked from the header before anything is decoded; `nil` for
+    /// no limit. The default is PIL's `MAX_IMAGE_PIXELS`. (PIL only warns between 1x and 2x that and raises
+    /// `DecompressionBombError` above 2x; this decoder refuses above 1x.)
+    public var maxPixels: Int?
+    /// Largest file read, in bytes (default 1 GiB).
+    public var maxFileBytes: Int
+    /// Handling of an extension that contradicts the content.
+    public var extensionMismatch: ExtensionPolicy
+
+    /// Options with PIL's pixel limit, a 1 GiB file limit and extension mismatches as notes.
+    public init(maxPixels: Int? = ImageDecodingOptions.pilMaxImagePixels, maxFileBytes: Int = 1 << 30,
+                extensionMismatch: ExtensionPolicy = .note) {
+        self.maxPixels = maxPixels
+        self.maxFileBytes = maxFileBytes
+        self.extensionMismatch = extensionMismatch
+    }
+
+    /// The defaults.
+    public static let `default` = ImageDecodingOptions()
+}
+
+/// A decoded image with what is known about its source.
+public struct DecodedImage: Sendable, Equatable {
+    /// The file, as the caller named it.
+    public var path: String
+    /// 8-bit RGB pixels, as PIL's `Image.open(path).convert('RGB')`.
+    public var image: RGBImage
+    /// The container format, from the magic bytes.
+    public var format: ImageFormat
+    /// The source's pixel format in words, for example `"16-bit grey"`, `"8-bit palette, interlaced"`,
+    /// `"progressive, 4:2:0 YCbCr"`, `"CMYK"`.
+    public var sourceDescription: String
+    /// Things to tell the user (extension mismatch, size differing from 112x112).
+    public var notes: [ImageNote]
+
+    /// True when the image is not 112x112 and preprocessing resizes it.
+    public var needsResize: Bool { image.needsResize }
+
+    /// Makes a decoded image record.
+    public init(path: String, image: RGBImage, format: ImageFormat, sourceDescription: String, notes: [ImageNote]) {
+        self.path = path
+        self.image = image
+        self.format = format
+        self.sourceDescription = sourceDescription
+        self.notes = notes
+    }
+}
+
+/// Reads PNG and JPEG files into 8-bit RGB exactly as PIL's `Image.open(f).convert('RGB')` does.
+///
+/// The format comes from the magic bytes, never the extension. PNG goes through libspng, JPEG through
+/// TurboJPEG; both report errors by return code, and every code is checked. Nothing partial is ever
+/// returned: a truncated or damaged file is an ``ImageError``, TurboJPEG warnings included. Width and
+/// height are read from the header and checked against ``ImageDecodingOptions/maxPixels`` before any
+/// pixel memory is allocated.
+///
+/// Conversions (each verified against Pillow 13.0.0, see Tests/Fixtures/images/README.md):
+/// - grey 1/2/4-bit: scaled to 0...255 (v * 255 / (2^bits - 1)); grey 8-bit copied to R, G and B;
+/// - grey 16-bit (PIL mode `I;16`): clipped, `min(v, 255)`, not scaled;
+/// - grey+alpha, RGB, RGBA at 16 bits: the high byte of each sample; alpha is dropped, never composited;
+/// - palette: the PLTE colour, indices past the end of PLTE are black; tRNS is ignored (as for grey and RGB);
+/// - JPEG grey: replicated; CMYK: inverted (Adobe convention, PIL's `CMYK;I`) and converted with PIL's
+///   `R = (255 - K) - round(C (255 - K) / 255)` in PIL's integer form; YCbCr: libjpeg's accurate integer
+///   IDCT with fancy upsampling, as PIL's defaults.
+/// Neither gamma, ICC profiles nor EXIF orientation is applied (PIL's `open` + `convert` applies none).
+public enum ImageDecoder {
+    static let pngSignature: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
+
+    /// Extensions (lower case) of the files ``imageFiles(inDirectory:)`` lists.
+    public static let imageExtensions: Set<String> = ["png", "jpg", "jpeg", "jpe", "jfif"]
+
+    /// Reads and decodes the image file at `path`.
+    public static func decode(path: String, options: ImageDecodingOptions = .default) throws(ImageError) -> DecodedImage {
+        let bytes = try readFile(path: path, maxBytes: options.maxFileBytes)
+        return try decode(bytes: bytes, path: path, fileExtension: fileExtension(of: path), options: options)
+    }
+
+    /// Decodes an image held in memory. `path` labels errors and notes; `fileExtension` (without the dot),
+    /// when given, is compared with the content.
+    public static func decode(bytes: [UInt8], path: String = "<memory>", fileExtension: String? = nil,
+                              options: ImageDecodingOptions = .default) throws(ImageError) -> DecodedImage {
+        guard !bytes.isEmpty else { throw ImageError(path: path, kind: .emptyFile) }
+        let ext = fileExtension?.lowercased()
+        // A file cut inside the signature itself.
+        if bytes.count < 8 && bytes.count >= 2 && bytes.elementsEqual(pngSignature.prefix(bytes.count)) {
+            let detail = "the file ends at byte \(bytes.count), inside the signature"
+            throw ImageError(path: path, kind: .truncated(.png, detail: detail))
+        }
+        if bytes.count == 2 && bytes == [0xFF, 0xD8] {
+            throw ImageError(path: path, kind: .truncated(.jpeg, detail: "the file ends after the start-of-image marker"))
+        }
+        guard let format = detectFormat(bytes) else {
+            // Only a .png / .jpg-like extension is "wrong" here: it promised a format this decoder reads.
+            let claimed = ext.flatMap { ["PNG", "JPEG"].contains(extensionFormatName($0)) ? $0 : nil }
+            throw ImageError(path: path, kind: .notAnImage(looksLike: describeUnknown(bytes), fileExtension: claimed))
+        }
+        var notes: [ImageNote] = []
+        if let ext, let claimed = extensionFormatName(ext), claimed != format.rawValue {
+            switch options.extensionMismatch {
+            case .note: notes.append(ImageNote(path: path, kind: .extensionMismatch(fileExtension: ext, actual: format)))
+            case .error: throw ImageError(path: path, kind: .wrongExtension(fileExtension: ext, actual: format))
+            case .ignore: break
+            }
+        }
+        let image: RGBImage
+        let source: String
+        do {
+            switch format {
+            case .png: (image, source) = try PNGDecoding.decode(bytes, maxPixels: options.maxPixels)
+            case .jpeg: (image, source) = try JPEGDecoding.decode(bytes, maxPixels: options.maxPixels)
+            }
+        } catch {
+            throw ImageError(path: path, kind: error.kind)
+        }
+        if image.needsResize {
+            notes.append(ImageNote(path: path, kind: .resizedToModelInput(width: image.width, height: image.height)))
+        }
+        return DecodedImage(path: path, image: image, format: format, sourceDescription: source, notes: notes)
+    }
+
+    /// The format the magic bytes announce, or nil when neither PNG nor JPEG.
+    public static func detectFormat(_ bytes: [UInt8]) -> ImageFormat? {
+        if bytes.count >= 8 && bytes[0..<8].elementsEqual(pngSignature) { return .png }
+        if bytes.count >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF { return .jpeg }
+        return nil
+    }
+
+    /// The image files in `directory` (not recursive): regular files with an extension in
+    /// ``imageExtensions`` (any case), not hidden, sorted by name, as `directory/name` paths.
+    /// Throws ``ImageError/Kind/noImagesInDirectory`` when there is none.
+    public static func imageFiles(inDirectory directory: String) throws(ImageError) -> [String] {
+        guard let dir = opendir(directory) else { throw ImageError(path: directory, kind: errnoKind(errno)) }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            guard !name.hasPrefix("."), let ext = fileExtension(of: name), imageExtensions.contains(ext.lowercased()) else {
+                continue
+            }
+            let full = directory.hasSuffix("/") ? directory + name : directory + "/" + name
+            var info = stat()
+            if stat(full, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG { names.append(full) }
+        }
+        guard !names.isEmpty else { throw ImageError(path: directory, kind: .noImagesInDirectory) }
+        return names.sorted()
+    }
+
+    /// True when `path` names a directory (following symbolic links).
+    public static func isDirectory(_ path: String) -> Bool {
+        var info = stat()
+        return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    // MARK: - Files
+
+    /// The whole file, refusing directories, special files, empty and over-large files.
+    static func readFile(path: String, maxBytes: Int) throws(ImageError) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else { throw ImageError(path: path, kind: errnoKind(errno)) }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw ImageError(path: path, kind: errnoKind(errno)) }
+        switch info.st_mode & S_IFMT {
+        case S_IFREG: break
+        case S_IFDIR: throw ImageError(path: path, kind: .isDirectory)
+        default: throw ImageError(path: path, kind: .notARegularFile)
+        }
+        let size = Int(info.st_size)
+        guard size > 0 else { throw ImageError(path: path, kind: .emptyFile) }
+        guard size <= maxBytes else { throw ImageError(path: path, kind: .fileTooLarge(bytes: size, limit: maxBytes)) }
+        var bytes = [UInt8](repeating: 0, count: size)
+        var filled = 0
+        var failure: Int32 = 0
+        bytes.withUnsafeMutableBytes { raw in
+            while filled < size {
+                let n = read(fd, raw.baseAddress! + filled, size - filled)
+                if n > 0 { filled += n } else if n == 0 { break } else if errno != EINTR { failure = errno; break }
+            }
+        }
+        if failure != 0 { throw ImageError(path: path, kind: errnoKind(failure)) }
+        // The file shrank while being read: what was read is all there is (a truncation, if it matters).
+        if filled < size { bytes.removeSubrange(filled...) }
+        guard !bytes.isEmpty else { throw ImageError(path: path, kind: .emptyFile) }
+        return bytes
+    }
+
+    static func errnoKind(_ code: Int32) -> ImageError.Kind {
+        switch code {
+        case ENOENT, ENOTDIR: return .fileNotFound
+        case EACCES, EPERM: return .permissionDenied
+        case EISDIR: return .isDirectory
+        default: return .unreadable(reason: String(cString: strerror(code)))
+        }
+    }
+
+    static func fileExtension(of path: String) -> String? {
+        let name = path.split(separator: "/", omittingEmptySubsequences: false).last ?? Substring(path)
+        guard let dot = name.lastIndex(of: "."), dot != name.startIndex else { return nil }
+        let ext = name[name.index(after: dot)...]
+        return ext.isEmpty ? nil : String(ext)
+    }
+
+    /// The image format an extension claims, or nil for extensions that claim none.
+    static func extensionFormatName(_ ext: String) -> String? {
+        switch ext.lowercased() {
+        case "png": return "PNG"
+        case "jpg", "jpeg", "jpe", "jfif": return "JPEG"
+        case "gif": return "GIF"
+        case "bmp": return "BMP"
+        case "webp": return "WebP"
+        case "tif", "tiff": return "TIFF"
+        case "heic", "heif", "avif": return "HEIF/AVIF"
+        default: return nil
+        }
+    }
+
+    /// What bytes that are neither PNG nor JPEG seem to be, for the error message.
+    static func describeUnknown(_ bytes: [UInt8]) -> String? {
+        func starts(_ prefix: [UInt8], at offset: Int = 0) -> Bool {
+            bytes.count >= offset + prefix.count && Array(bytes[offset..<offset + prefix.count]) == prefix
+        }
+        if starts(Array("GIF8".utf8)) { return "a GIF image, which is not supported" }
+        if starts(Array("BM".utf8)) && bytes.count >= 14 { return "a BMP image, which is not supported" }
+        if starts(Array("RIFF".utf8)) && starts(Array("WEBP".utf8), at: 8) { return "a WebP image, which is not supported" }
+        if starts([0x49, 0x49, 0x2A, 0x00]) || starts([0x4D, 0x4D, 0x00, 0x2A]) {
+            return "a TIFF image, which is not supported"
+        }
+        if starts(Array("ftyp".utf8), at: 4) { return "an ISO media file (HEIF/AVIF/MP4), which is not supported" }
+        if starts(Array("%PDF".utf8)) { return "a PDF document" }
+        if starts(Array("PNG".utf8), at: 1) {
+            return "a PNG file with a damaged signature, as after a text-mode transfer"
+        }
+        if starts([0xFF, 0xD8]) { return "a JPEG file with a damaged start marker" }
+        let head = bytes.prefix(512)
+        let texty = head.allSatisfy { $0 == 9 || $0 == 10 || $0 == 13 || ($0 >= 32 && $0 != 127) }
+        if texty, String(validating: head, as: UTF8.self) != nil { return "text" }
+        let hex = bytes.prefix(4).map { String($0, radix: 16, uppercase: true) }.map { $0.count == 1 ? "0" + $0 : $0 }
+        return "unknown data starting with bytes \(hex.joined(separator: " "))"
+    }
+}
