@@ -17,7 +17,7 @@ import FERTensor
 public enum Folding {
     /// Folds `raw`, whose keys must be exactly those of `architecture`.
     static func fold(_ architecture: Architecture, _ raw: inout RawWeights) throws -> FoldedParameters {
-        var out = FoldedParameters(architecture: architecture)
+        var out = FoldedParameters(architecture: architecture, capacity: raw.valueCount)
         let mfn = architecture.usesMFNBackbone
         var channels = 3
 

@@ -23,7 +23,7 @@ public enum FusedModelFile {
         if let labels { metadata["labels"] = labels.joined(separator: ",") }
         if let parameters = model.originalParameterCount { metadata["parameters"] = "\(parameters)" }
         let tensors = folded.names.map { name -> (name: String, dtype: TensorDType, shape: [Int], bytes: [UInt8]) in
-            let t = folded.tensors[name]!
+            let t = folded.tensor(name)!
             var bytes = [UInt8](); bytes.reserveCapacity(t.count * 4)
             for v in t.data { withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes += $0 } }
             return (name, .float32, t.shape, bytes)
@@ -51,7 +51,7 @@ public enum FusedModelFile {
         case "ddamnet": architecture = .ddamnet(classes: try count("classes"), heads: try count("heads"))
         default: throw EngineError.invalidFusedModel("unknown architecture '\(meta["architecture"] ?? "missing")'")
         }
-        var folded = FoldedParameters(architecture: architecture)
+        var folded = FoldedParameters(architecture: architecture, capacity: checkpoint.tensors.reduce(0) { $0 + $1.count })
         for t in checkpoint.tensors {
             guard t.dtype == .float32 else { throw EngineError.invalidFusedModel("tensor '\(t.name)' is \(t.dtype), expected float32") }
             try folded.add(t.name, Tensor(shape: t.shape, data: try t.floats()))

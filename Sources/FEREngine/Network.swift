@@ -50,21 +50,20 @@ final class Network: @unchecked Sendable {
     let featureChannels: Int
     /// Length of the output vector: classes, or the embedding width.
     let outputWidth: Int
-    private let arena: UnsafeMutablePointer<Float>
-    private let arenaCount: Int
+    /// The folded weights every layer points into.
+    private let arena: ParameterArena
+    /// Number of folded parameters.
+    let parameterCount: Int
 
+    /// Builds the layers over `folded`, which must be complete (no appends afterwards).
     init(_ folded: FoldedParameters) throws {
         architecture = folded.architecture
-        let total = folded.tensors.values.reduce(0) { $0 + $1.count }
-        arenaCount = total
-        arena = .allocate(capacity: max(total, 1))
-        var cursor = 0
+        arena = folded.arena
+        parameterCount = folded.valueCount
         var offsets: [String: (UnsafePointer<Float>, [Int])] = [:]
         for name in folded.names {
-            let t = folded.tensors[name]!
-            (arena + cursor).initialize(from: t.data, count: t.count)
-            offsets[name] = (UnsafePointer(arena + cursor), t.shape)
-            cursor += t.count
+            let (offset, shape) = folded.location(name)!
+            offsets[name] = (UnsafePointer(arena.base + offset), shape)
         }
         var used: Set<String> = []
         func tensor(_ name: String, _ rank: Int? = nil) throws -> (UnsafePointer<Float>, [Int]) {
@@ -184,8 +183,4 @@ final class Network: @unchecked Sendable {
         if !unused.isEmpty { throw EngineError.invalidFusedModel("tensors the architecture does not use: \(unused.prefix(10).joined(separator: ", "))") }
     }
 
-    deinit { arena.deallocate() }
-
-    /// Number of folded parameters.
-    var parameterCount: Int { arenaCount }
 }

@@ -28,6 +28,8 @@ struct RawWeights {
     }
 
     func contains(_ name: String) -> Bool { tensors[name] != nil }
+    /// Values in all tensors: an upper bound for the folded parameters.
+    var valueCount: Int { tensors.values.reduce(0) { $0 + $1.shape.reduce(1, *) } }
     func shape(_ name: String) -> [Int]? { tensors[name]?.shape }
 
     /// The values of `name`, which must have `shape`. A missing or mis-shaped tensor is recorded

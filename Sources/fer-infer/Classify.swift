@@ -76,14 +76,15 @@ struct Classify: ParsableCommand {
             throw CLIError("\(modelPath): \(error)")
         }
         let names = try labelNames(for: model)
-        let session = model.makeSession(batch: batch, threads: threads)
+        // Sized at the first forward pass: a single image never pays for a batch of buffers.
+        var session: InferenceSession?
         let options = ImageDecodingOptions(maxPixels: maxPixels == 0 ? nil : maxPixels)
         var failures = 0
         var records: [[String: Any]] = []
         var pending: [Sample] = []
         let width = model.outputWidth
         let plane = 3 * 112 * 112
-        var batchInput = [Float](repeating: 0, count: batch * plane)
+        var batchInput: [Float] = []
 
         func fail(_ message: String) {
             failures += 1
@@ -91,12 +92,13 @@ struct Classify: ParsableCommand {
         }
         func flush() throws {
             guard !pending.isEmpty else { return }
-            for (i, sample) in pending.enumerated() {
-                batchInput.replaceSubrange(i * plane..<(i + 1) * plane, with: sample.data)
-            }
+            batchInput.removeAll(keepingCapacity: true)
+            for sample in pending { batchInput.append(contentsOf: sample.data) }
+            if session == nil { session = model.makeSession(batch: pending.count, threads: threads) }
+            let session = session!
             let start = DispatchTime.now().uptimeNanoseconds
             try batchInput.withUnsafeBufferPointer {
-                try session.run(nchw: UnsafeBufferPointer(rebasing: $0[0..<pending.count * plane]), batch: pending.count)
+                try session.run(nchw: $0, batch: pending.count)
             }
             let inferenceMs = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6 / Double(pending.count)
             let outputs = Array(session.outputs), probabilities = Array(session.probabilities)

@@ -67,7 +67,7 @@ final class EngineFixtureTests: XCTestCase {
             // Break one block of stage 5: the report must name features.5, not earlier stages.
             var broken = FoldedParameters(architecture: model.folded.architecture)
             for name in model.folded.names {
-                var t = model.folded.tensors[name]!
+                var t = model.folded.tensor(name)!
                 if name == "features.5.3.project.bias" { t.data = t.data.map { $0 + 0.5 } }
                 try broken.add(name, t)
             }
