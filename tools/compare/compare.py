@@ -526,7 +526,7 @@ def main(argv=None):
         paths["input"][batch] = str(p)
 
     report = ["## LFNSB runtime comparison", "",
-              f"Command: `{command}`", "",
+              f"Command (in `{os.getcwd()}`): `{command}`", "",
               f"Machine: {machine['cpu']}, {machine['cores']} cores ({machine['usable_cores']} usable), "
               f"{machine.get('memory_gb', '?')} GB, SIMD: {machine.get('simd', '?')}, Linux {machine['kernel']}"]
     if machine["env"]:
