@@ -7,7 +7,8 @@ import Foundation
 // Release builds compile the numeric modules for the CPU's AVX2 and FMA units: without a CPU
 // target, Swift's SIMD types lower to scalar code. `FER_TARGET_CPU` picks another LLVM CPU name
 // (for example `x86-64` for a portable build, `native` for this machine); `FER_TARGET_CPU=none`
-// drops the flag, which a package depending on this one by URL needs, since SwiftPM refuses
+// drops every unsafe flag (this one and the kernels' -Ounchecked), which a package depending on this
+// one by URL needs, since SwiftPM refuses
 // unsafe flags in such dependencies (see README, "Using the runtime from another package").
 #if arch(x86_64)
 let defaultTargetCPU = "haswell"
@@ -57,7 +58,8 @@ let package = Package(
         // in them cost a third of the depthwise kernels' time.
         .target(
             name: "FERKernels", dependencies: ["COpenBLAS"],
-            swiftSettings: numericSettings + [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
+            swiftSettings: numericSettings
+                + (targetCPU == "none" ? [] : [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))])),
         // Architectures, BatchNorm folding and the fused forward pass.
         .target(
             name: "FEREngine", dependencies: ["FERTensor", "FERCheckpoint", "FERKernels"],

@@ -268,7 +268,7 @@ public struct Checkpoint: Sendable {
         if SafeTensors.looksLikeSafeTensors(bytes) {
             return try SafeTensors.read(block: block, limits: limits)
         }
-        let shown = bytes.prefix(8).map { String($0, radix: 16) }.joined(separator: " ")
+        let shown = bytes.prefix(8).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined(separator: " ")
         throw CheckpointError(.unrecognizedFormat,
                               "not a zip, legacy PyTorch or safetensors file (starts with \(shown))", offset: 0)
     }

@@ -27,6 +27,16 @@
 //     list, dict, set, object state or BUILD state, directly or inside a tuple) is refused too.
 //  BUILD applies only to inert records (state kept as data), tensors and dicts (state ignored).
 // Refusals name the global, the opcode and the byte offset.
+//
+// Extras that are not weights must not make a legitimate model unloadable, and can be held as
+// inert data safely because nothing is ever called:
+//  - numpy scalars (`numpy.core.multiarray.scalar(numpy.dtype('f8', ...), raw bytes)`, also under
+//    `numpy._core`) are decoded to numbers in the metadata text for bool/int/uint/float dtypes;
+//    numpy arrays (`_reconstruct` + BUILD) stay opaque records;
+//  - argparse.Namespace and similar plain classes arrive by NEWOBJ + BUILD (rule C) and are
+//    rendered as `Namespace(lr=0.1, ...)`.
+// Whole pickled modules use the same rule: nn.Module subclasses (torch.nn.modules.* or the
+// user's own) are category-C classes whose BUILD state (`__dict__`) is walked as data.
 
 /// A pickle value. Containers are indices into the machine's arenas.
 enum PValue {
@@ -79,6 +89,7 @@ struct GlobalRef {
         case callable(Callable)
         case dtype(TensorDType?, String)          // nil: a dtype this importer cannot hold
         case storageType(TensorDType?)            // nil: UntypedStorage
+        case unsupportedStorage                   // complex, quantized, ...: named in the error
         case tensorClass
         case builtinObject
         case numpyType
@@ -539,6 +550,10 @@ final class PickleMachine {
         default: break
         }
         if module == "torch.cuda", let dtype = storageDTypes[name] { return .storageType(dtype) }
+        if module == "torch" || module == "torch.cuda" {
+            if ["ComplexFloatStorage", "ComplexDoubleStorage", "QInt8Storage", "QUInt8Storage", "QInt32Storage",
+                "QUInt4x2Storage", "QUInt2x4Storage"].contains(name) { return .unsupportedStorage }
+        }
         if module == "torch" {
             if let dtype = storageDTypes[name] { return .storageType(dtype) }
             if let dtype = dtypeNames[name] { return .dtype(dtype, name) }
@@ -830,6 +845,9 @@ final class PickleMachine {
         case "storage":
             guard items.count == 5 || items.count == 6 else {
                 throw fail(.corruptPickle, "storage persistent id has \(items.count) fields (5 or 6 expected)")
+            }
+            if case .global(let tg) = items[1], globals[tg].role == .unsupportedStorage {
+                throw fail(.invalidTensor, "\(globals[tg].qualified) holds a dtype this importer does not support")
             }
             guard case .global(let tg) = items[1], case .storageType(let dtype) = globals[tg].role else {
                 throw fail(.corruptPickle, "storage persistent id without a storage type")

@@ -255,6 +255,15 @@ struct StructureFinder {
             if let scalar = numpyScalar(o) { out += scalar; return }
             let obj = machine.object(o)
             let cls = machine.globalRef(obj.cls)
+            if cls.role == .callable(.numpyReconstruct) {
+                // BUILD state (version, shape, dtype, is_fortran, data).
+                out += "numpy.ndarray"
+                if case .tuple(let st)? = obj.state, machine.tuple(st).count > 1 {
+                    out += " of shape "
+                    renderInto(&out, machine.tuple(st)[1], depth: depth + 1, budget: &budget)
+                }
+                return
+            }
             out += cls.name
             if var state = obj.state {
                 if case .tuple(let t) = state, cls.role != .callable(.numpyDtype), let first = machine.tuple(t).first { state = first }

@@ -87,14 +87,20 @@ enum LegacyFormat {
     static func load(block: ByteBlock, limits: ImportLimits) throws -> Checkpoint {
         let bytes = block.buffer
         var reader = ByteReader(bytes, entry: nil)
-        // 1. magic number: LONG1 of 10 bytes 0x1950a86a20f9469cfc6c (checked as bytes).
-        let magicPickle: [UInt8] = [0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e]
-        guard bytes.count >= magicPickle.count, zip(bytes.prefix(magicPickle.count), magicPickle).allSatisfy({ $0 == $1 }) else {
-            throw CheckpointError(.corruptLegacyHeader,
-                                  "a bare pickle without the legacy torch.save magic number (not a PyTorch checkpoint)", offset: 0)
-        }
-        reader.position = magicPickle.count
+        // 1. magic number: the int 0x1950a86a20f9469cfc6c, pickled at the caller's protocol.
         let header = PickleMachine(limits: limits)
+        let magic: [UInt8] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19]
+        let first: PValue
+        do {
+            first = try header.run(&reader)
+        } catch let error as CheckpointError where error.kind != .disallowedGlobal {
+            throw CheckpointError(.corruptLegacyHeader,
+                                  "not a legacy torch.save file: its first pickle does not decode (\(error.message))", offset: 0)
+        }
+        guard case .bigInt(let value) = first, value == magic else {
+            throw CheckpointError(.corruptLegacyHeader,
+                                  "a pickle without the legacy torch.save magic number (not a PyTorch checkpoint)", offset: 0)
+        }
         // 2. protocol version.
         let versionOffset = reader.position
         guard case .int(1001) = try header.run(&reader) else {

@@ -158,6 +158,39 @@ public enum Depthwise {
         let out = outRow + ox * cs
         let vectorEnd = nc & ~7
         var c = 0
+        // 16 channels x 4 pixels: eight independent accumulators keep both FMA units busy.
+        while c + 16 <= nc {
+            var a0 = SIMD8<Float>(repeating: 0), b0 = SIMD8<Float>(repeating: 0)
+            if let bias { a0 = loadVector(bias + c); b0 = loadVector(bias + c + 8) }
+            var (a1, a2, a3) = (a0, a0, a0)
+            var (b1, b2, b3) = (b0, b0, b0)
+            for ky in kyLo..<kyHi {
+                var p = inImage + ((iy0 + ky) * g.width + ix0) * cs + c
+                var wp = weights + ky * kw * nc + c
+                for _ in 0..<kw {
+                    let w = loadVector(wp), v = loadVector(wp + 8)
+                    a0.addProduct(w, loadVector(p))
+                    b0.addProduct(v, loadVector(p + 8))
+                    a1.addProduct(w, loadVector(p + step))
+                    b1.addProduct(v, loadVector(p + step + 8))
+                    a2.addProduct(w, loadVector(p + 2 * step))
+                    b2.addProduct(v, loadVector(p + 2 * step + 8))
+                    a3.addProduct(w, loadVector(p + 3 * step))
+                    b3.addProduct(v, loadVector(p + 3 * step + 8))
+                    p += cs
+                    wp += nc
+                }
+            }
+            storeVector(a0, out + c)
+            storeVector(b0, out + c + 8)
+            storeVector(a1, out + cs + c)
+            storeVector(b1, out + cs + c + 8)
+            storeVector(a2, out + 2 * cs + c)
+            storeVector(b2, out + 2 * cs + c + 8)
+            storeVector(a3, out + 3 * cs + c)
+            storeVector(b3, out + 3 * cs + c + 8)
+            c += 16
+        }
         while c < vectorEnd {
             var a0 = SIMD8<Float>(repeating: 0)
             if let bias { a0 = loadVector(bias + c) }

@@ -29,6 +29,7 @@ public enum Elementwise {
                 while c < vectorEnd {
                     var v = loadVector(row + c)
                     if let bias { v += loadVector(bias + c) }
+                    // Masked blends: Swift's pointwiseMin/Max keep NaN rules and do not vectorise.
                     switch activation {
                     case .relu: v.replace(with: 0, where: v .< 0)
                     case .prelu(let slope): v.replace(with: v * loadVector(slope + c), where: v .< 0)
@@ -53,12 +54,47 @@ public enum Elementwise {
                     row[c] = v * min(max(v + 3, 0), 6) / 6
                 }
             case .sigmoid:
-                for c in 0..<cols {
+                var c = 0
+                let one = SIMD8<Float>(repeating: 1)
+                while c < vectorEnd {
+                    var v = loadVector(row + c)
+                    if let bias { v += loadVector(bias + c) }
+                    storeVector(one / (one + exponential(-v)), row + c)
+                    c += 8
+                }
+                while c < cols {
                     let v = row[c] + (bias?[c] ?? 0)
                     row[c] = 1 / (1 + expf(-v))
+                    c += 1
                 }
             }
         }
+    }
+
+    /// `e^x` for 8 floats: range reduction by ln 2, a degree-5 polynomial on [-ln2/2, ln2/2] and
+    /// the power of two built in the exponent bits (within 2 ulp of `expf`; see the tests).
+    @inline(__always)
+    public static func exponential(_ x: SIMD8<Float>) -> SIMD8<Float> {
+        var x = x
+        x.replace(with: -87.3, where: x .< -87.3)
+        x.replace(with: 88.3, where: x .> 88.3)
+        // n = round(x / ln 2): adding 1.5 * 2^23 leaves the rounded integer in the low mantissa
+        // bits, so no float-to-int conversion is needed.
+        let magic = SIMD8<Float>(repeating: 12_582_912)
+        let shifted = x * 1.44269504088896341 + magic
+        let n = shifted - magic
+        // r = x - n ln 2, with ln 2 split in two so the product is exact.
+        var r = x - n * 0.693359375
+        r = r - n * -2.12194440e-4
+        var p = SIMD8<Float>(repeating: 1.9875691500e-4)
+        p = p * r + 1.3981999507e-3
+        p = p * r + 8.3334519073e-3
+        p = p * r + 4.1665795894e-2
+        p = p * r + 1.6666665459e-1
+        p = p * r + 5.0000001201e-1
+        let e = p * r * r + r + 1
+        let exponentBits = (unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- 0x4B40_0000 &+ 127) &<< 23
+        return e * unsafeBitCast(exponentBits, to: SIMD8<Float>.self)
     }
 
     /// `y[i] = max(y[i], x[i])` for `count` values.

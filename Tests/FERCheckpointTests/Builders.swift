@@ -195,8 +195,8 @@ struct ZipBuilder {
 }
 
 /// A legacy (pre-1.6) torch.save file: magic, 1001, sys_info, the object, the keys, the data.
-func legacyFile(object: [UInt8], storages: [(key: String, elementSize: Int, data: [UInt8])]) -> [UInt8] {
-    var out: [UInt8] = [0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e]
+func legacyFile(object: [UInt8], storages: [(key: String, elementSize: Int, data: [UInt8])], protocol version: UInt8 = 2) -> [UInt8] {
+    var out: [UInt8] = [0x80, version, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e]
     out += [0x80, 0x02, 0x4d, 0xe9, 0x03, 0x2e]  // 1001
     var info = PickleBuilder()
     info.emptyDict()

@@ -94,6 +94,13 @@ final class FixtureTests: XCTestCase {
             }
         }
         XCTAssertThrowsError(try checkpoint.tensors.first { $0.dtype == .int64 }!.floats())
+        // A tensor keeps the file mapping alive after its checkpoint is gone.
+        let (kept, crc): (CheckpointTensor, UInt32) = try {
+            let c = try Checkpoint.load(path: try Repo.reference())
+            let last = c.tensors[c.tensors.count - 1]
+            return (last, last.withUnsafeRawBytes { crc32Of($0) })
+        }()
+        XCTAssertEqual(kept.withUnsafeRawBytes { crc32Of($0) }, crc)
     }
 
     func testViewsFixtureMaterialisesNonContiguousTensors() throws {

@@ -76,7 +76,8 @@ final class FormatTests: XCTestCase {
         p.string("module.bn.num_batches_tracked"); p.tensor("LongStorage", key: "94012", numel: 1, size: [])
         p.setItems()
         p.stop()
-        let file = legacyFile(object: p.bytes, storages: [("94011", 4, floatBytes(six)), ("94012", 8, le64(7))])
+        for version: UInt8 in [2, 4] {
+        let file = legacyFile(object: p.bytes, storages: [("94011", 4, floatBytes(six)), ("94012", 8, le64(7))], protocol: version)
         let c = try Checkpoint.load(bytes: file)
         XCTAssertEqual(c.container, .legacy)
         XCTAssertEqual(c.tensors.map(\.name), ["conv.weight", "conv.weight_t", "bn.num_batches_tracked"])
@@ -84,6 +85,11 @@ final class FormatTests: XCTestCase {
         XCTAssertEqual(try c["conv.weight"]!.floats(), six)
         XCTAssertEqual(try c["conv.weight_t"]!.floats(), [1, 4, 2, 5, 3, 6])
         XCTAssertEqual(try c["bn.num_batches_tracked"]!.int64s(), [7])
+        }
+        // A different first pickle is not a legacy checkpoint.
+        var wrong = legacyFile(object: p.bytes, storages: [("94011", 4, floatBytes(six)), ("94012", 8, le64(7))])
+        wrong[5] ^= 1
+        assertCheckpointError(.corruptLegacyHeader, "wrong magic") { try Checkpoint.load(bytes: wrong) }
     }
 
     func testLegacyWholeModuleClassByPersistentIdAndStorageViews() throws {

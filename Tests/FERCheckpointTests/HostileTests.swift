@@ -263,6 +263,11 @@ final class HostileTests: XCTestCase {
         var s = PickleBuilder()
         s.beginStateDict(); s.string("w"); s.tensor(key: "0", numel: 6, offset: 6, size: [1]); s.setItems(); s.stop()
         assertCheckpointError(.storageOutOfBounds, "offset") { try load(s.bytes) }
+        // A storage type whose dtype the importer does not hold (complex64).
+        var x = PickleBuilder()
+        x.beginStateDict(); x.string("z"); x.tensor("ComplexFloatStorage", key: "0", numel: 3, size: [3]); x.setItems(); x.stop()
+        let xe = assertCheckpointError(.invalidTensor, "complex storage") { try load(x.bytes) }
+        XCTAssertTrue(xe?.message.contains("torch.ComplexFloatStorage") ?? false)
         // No entry at all for the storage.
         var t = PickleBuilder()
         t.beginStateDict(); t.string("w"); t.tensor(key: "7", numel: 6, size: [6]); t.setItems(); t.stop()
@@ -286,7 +291,8 @@ final class HostileTests: XCTestCase {
         let l = assertCheckpointError(.gitLFSPointer, "LFS") { try Checkpoint.load(bytes: lfs) }
         XCTAssertTrue(l?.message.contains("git lfs pull") ?? false)
         assertCheckpointError(.unrecognizedFormat, "empty") { try Checkpoint.load(bytes: []) }
-        assertCheckpointError(.unrecognizedFormat, "text") { try Checkpoint.load(bytes: Array("hello world".utf8)) }
+        let text = assertCheckpointError(.unrecognizedFormat, "text") { try Checkpoint.load(bytes: Array("hello\nworld".utf8)) }
+        XCTAssertTrue(text?.message.contains("starts with 68 65 6c 6c 6f 0a 77 6f") ?? false, text?.message ?? "")
         assertCheckpointError(.missingEntry, "zip without data.pkl") {
             try Checkpoint.load(bytes: ZipBuilder.make([("x/readme.txt", [1, 2, 3])]))
         }

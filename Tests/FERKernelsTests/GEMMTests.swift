@@ -124,3 +124,26 @@ final class SmallGEMMTests: XCTestCase {
         }
     }
 }
+
+final class ExponentialTests: XCTestCase {
+    /// The SIMD exponential behind the attention sigmoids stays within 2 ulp of expf over the
+    /// range that matters, and saturates instead of overflowing.
+    func testSIMDExponentialAgreesWithExpf() {
+        var worst: Float = 0
+        var x: Float = -87
+        while x < 88 {
+            let v = SIMD8<Float>((0..<8).map { x + Float($0) * 0.0013 })
+            let e = Elementwise.exponential(v)
+            for i in 0..<8 {
+                let want = expf(v[i])
+                worst = max(worst, abs(e[i] - want) / want.ulp)
+            }
+            x += 0.0173
+        }
+        XCTAssertLessThanOrEqual(worst, 2, "worst error in ulp")
+        let extreme = Elementwise.exponential(SIMD8<Float>(-1000, -100, 100, 1000, 0, 1, -1, 0.5))
+        XCTAssertEqual(extreme[0], 0, accuracy: 1e-37)
+        XCTAssertTrue(extreme[3].isFinite)
+        XCTAssertEqual(extreme[4], 1)
+    }
+}

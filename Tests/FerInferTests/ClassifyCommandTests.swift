@@ -77,3 +77,31 @@ final class ClassifyCommandTests: XCTestCase {
         XCTAssertNotNil(logits(a))
     }
 }
+
+final class InspectCommandTests: XCTestCase {
+    func testInspectNamesFormatStructureArchitectureAndEveryTensor() throws {
+        let result = try CLI.run(["inspect", "weights/lfnsb7-seeded.pth"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stdout.contains("format: zip"), result.stdout)
+        XCTAssertTrue(result.stdout.contains("structure: authors' training dict (model_state_dict)"), result.stdout)
+        XCTAssertTrue(result.stdout.contains("architecture: LFNSB (7 classes)"), result.stdout)
+        let tensorLines = result.stdout.split(separator: "\n").filter { $0.hasPrefix("  features.") || $0.hasPrefix("  sb.") || $0.hasPrefix("  fc.") || $0.hasPrefix("  bn.") }
+        XCTAssertEqual(tensorLines.count, 900)
+    }
+
+    func testRawExportKeepsNamesDtypesAndValues() throws {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("fer-raw-\(getpid()).safetensors").path
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let export = try CLI.run(["export", "--raw", "Tests/Fixtures/checkpoints/lfnsb7-float16/model.pth", out])
+        XCTAssertEqual(export.status, 0, export.stderr)
+        let inspect = try CLI.run(["inspect", out])
+        XCTAssertTrue(inspect.stdout.contains("format: safetensors"), inspect.stdout)
+        XCTAssertTrue(inspect.stdout.contains("float16"), inspect.stdout)
+        // The raw file is still a checkpoint the engine runs, with the float16 model's outputs.
+        let a = try CLI.run(["classify", "--json", "--model", out, "Tests/Fixtures/inputs/random-b1.npy"])
+        XCTAssertEqual(a.status, 0, a.stderr)
+        let logits = try XCTUnwrap(((a.json["results"] as? [[String: Any]])?.first?["logits"]) as? [Double])
+        let expected = try NPY.read(path: CLI.root.appendingPathComponent("Tests/Fixtures/expected/lfnsb7-float16/random-b1.logits.npy").path)
+        for (x, y) in zip(logits, expected.data) { XCTAssertEqual(x, Double(y), accuracy: 1e-3) }
+    }
+}
