@@ -13,6 +13,7 @@
 enum TorchZip {
     static func load(block: ByteBlock, limits: ImportLimits) throws -> Checkpoint {
         let archive = try ZipArchive(block: block, limits: limits)
+        block.releaseResidentPages()
         guard let first = archive.entries.first else {
             throw CheckpointError(.missingEntry, "the zip archive is empty")
         }
