@@ -21,17 +21,18 @@ final class Workspace {
     // Head buffers.
     let headA: UnsafeMutablePointer<Float>
     let headB: UnsafeMutablePointer<Float>
-    // Results, owned by the session: this workspace writes rows `results.offset ..< + batch`.
-    let outputs: UnsafeMutablePointer<Float>    // (batch, outputWidth): logits or embedding
-    let probabilities: UnsafeMutablePointer<Float>
-    let featureMap: UnsafeMutablePointer<Float> // (batch, channels, 7, 7) NCHW, as PyTorch returns it
-    let pooledFeatures: UnsafeMutablePointer<Float>  // (batch, channels)
+    // Results, owned by the session: a pass writes rows `offset ..< offset + active` of them
+    // (see `bind(_:offset:)`).
+    private(set) var outputs: UnsafeMutablePointer<Float>    // (batch, outputWidth): logits or embedding
+    private(set) var probabilities: UnsafeMutablePointer<Float>
+    private(set) var featureMap: UnsafeMutablePointer<Float> // (batch, channels, 7, 7) NCHW, as PyTorch returns it
+    private(set) var pooledFeatures: UnsafeMutablePointer<Float>  // (batch, channels)
+    private let outputWidth: Int, featureChannels: Int
     private var all: [(UnsafeMutablePointer<Float>, Int)] = []
 
-    /// Where a workspace writes its results: the session's result buffers, from sample `offset`.
+    /// The session's result buffers, for the whole batch.
     struct Results {
         let outputs, probabilities, featureMap, pooledFeatures: UnsafeMutablePointer<Float>
-        let offset: Int
     }
 
     init(network: Network, batch: Int, results: Results) {
@@ -67,13 +68,23 @@ final class Workspace {
         hidden = make(hid)
         headA = make(headSize)
         headB = make(headSize)
-        outputs = results.outputs + results.offset * network.outputWidth
-        probabilities = results.probabilities + results.offset * network.outputWidth
-        featureMap = results.featureMap + results.offset * h * w * c
-        pooledFeatures = results.pooledFeatures + results.offset * c
+        outputWidth = network.outputWidth
+        featureChannels = c
+        outputs = results.outputs
+        probabilities = results.probabilities
+        featureMap = results.featureMap
+        pooledFeatures = results.pooledFeatures
         all = [(input, s * s * 3), (a, activation), (b, activation), (expanded, expand), (depthwise, dw),
                (columns, (s / 2) * (s / 2) * 27), (pooled, pool), (hidden, hid), (headA, headSize), (headB, headSize)]
         for (p, n) in all { p.initialize(repeating: 0, count: max(1, n * batch)) }
+    }
+
+    /// Points the next pass's results at sample `offset` of the session's buffers.
+    func bind(_ results: Results, offset: Int) {
+        outputs = results.outputs + offset * outputWidth
+        probabilities = results.probabilities + offset * outputWidth
+        featureMap = results.featureMap + offset * featureChannels * 49
+        pooledFeatures = results.pooledFeatures + offset * featureChannels
     }
 
     /// Bytes held by the buffers.
