@@ -110,13 +110,14 @@ struct Bench: ParsableCommand {
                 var byOperation: [String: UInt64] = [:]
                 for row in profileRows { byOperation[row.operation, default: 0] += row.nanoseconds }
                 print("\nprofile (single thread, ms per pass):")
+                func pad(_ s: String, _ n: Int) -> String { s + String(repeating: " ", count: max(1, n - s.count)) }
                 for (op, ns) in byOperation.sorted(by: { $0.value > $1.value }) {
-                    print(String(format: "  %-28@ %8.3f ms  %5.1f%%", op as NSString, Double(ns) / 1e6 / Double(iterations), Double(ns) / all * 100))
+                    print("  " + pad(op, 28) + String(format: "%8.3f ms  %5.1f%%", Double(ns) / 1e6 / Double(iterations), Double(ns) / all * 100))
                 }
                 print("per stage:")
                 for row in profileRows {
-                    print(String(format: "  %-12@ %-28@ %8.3f ms", row.stage as NSString, row.operation as NSString,
-                                 Double(row.nanoseconds) / 1e6 / Double(iterations)))
+                    print("  " + pad(row.stage, 14) + pad(row.operation, 28)
+                          + String(format: "%8.3f ms", Double(row.nanoseconds) / 1e6 / Double(iterations)))
                 }
             }
         }
