@@ -134,16 +134,7 @@ public enum Depthwise {
             storeVector(acc, out + c)
             c += 8
         }
-        while c < nc {
-            var acc: Float = bias?[c] ?? 0
-            for ky in kyLo..<kyHi {
-                let row = inImage + ((iy0 + ky) * g.width + ix0) * cs + c
-                let wrow = weights + ky * kw * nc + c
-                for kx in kxLo..<kxHi { acc = acc.addingProduct(wrow[kx * nc], row[kx * cs]) }
-            }
-            out[c] = acc
-            c += 1
-        }
+        scalarTail(g, inImage, weights, bias, out, from: c, ix0: ix0, iy0: iy0, kyLo: kyLo, kyHi: kyHi, kxLo: kxLo, kxHi: kxHi)
     }
 
     /// Four horizontally adjacent output pixels whose taps are all inside the image columns.
@@ -215,15 +206,17 @@ public enum Depthwise {
             c += 8
         }
         for i in 0..<4 where c < nc {
-            pixelTail(g, inImage, weights, bias, out + i * cs, from: c, ix0: ix0 + i * g.stride, iy0: iy0, kyLo: kyLo, kyHi: kyHi)
+            scalarTail(g, inImage, weights, bias, out + i * cs, from: c, ix0: ix0 + i * g.stride, iy0: iy0,
+                       kyLo: kyLo, kyHi: kyHi, kxLo: 0, kxHi: kw)
         }
     }
 
-    /// Channels `from..<channels` of one pixel with all column taps inside the image.
+    /// Channels `from..<channels` of one pixel, one at a time, over the given tap ranges.
     @inline(__always)
-    private static func pixelTail(
+    private static func scalarTail(
         _ g: DepthwiseGeometry, _ inImage: UnsafePointer<Float>, _ weights: UnsafePointer<Float>,
-        _ bias: UnsafePointer<Float>?, _ out: UnsafeMutablePointer<Float>, from: Int, ix0: Int, iy0: Int, kyLo: Int, kyHi: Int
+        _ bias: UnsafePointer<Float>?, _ out: UnsafeMutablePointer<Float>, from: Int, ix0: Int, iy0: Int,
+        kyLo: Int, kyHi: Int, kxLo: Int, kxHi: Int
     ) {
         let cs = g.channelStride, nc = g.channels, kw = g.kernelWidth
         for c in from..<nc {
@@ -231,7 +224,7 @@ public enum Depthwise {
             for ky in kyLo..<kyHi {
                 let row = inImage + ((iy0 + ky) * g.width + ix0) * cs + c
                 let wrow = weights + ky * kw * nc + c
-                for kx in 0..<kw { acc = acc.addingProduct(wrow[kx * nc], row[kx * cs]) }
+                for kx in kxLo..<kxHi { acc = acc.addingProduct(wrow[kx * nc], row[kx * cs]) }
             }
             out[c] = acc
         }
