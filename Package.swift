@@ -28,7 +28,7 @@ let package = Package(
     products: [
         .library(
             name: "FERRuntime",
-            targets: ["FERTensor", "FERCheckpoint", "FERKernels", "FEREngine", "FERImage"]),
+            targets: ["FERRuntime", "FERTensor", "FERCheckpoint", "FERKernels", "FEREngine", "FERImage"]),
         .executable(name: "fer-infer", targets: ["fer-infer"]),
     ],
     dependencies: [
@@ -68,6 +68,8 @@ let package = Package(
         .target(
             name: "FERImage", dependencies: ["FERTensor", "CSpng", "CTurboJPEG"],
             swiftSettings: numericSettings),
+        // The embedding API: one import, a shareable classifier for pixels, encoded images and tensors.
+        .target(name: "FERRuntime", dependencies: ["FEREngine", "FERImage", "FERTensor", "FERCheckpoint"]),
         .executableTarget(
             name: "fer-infer",
             dependencies: [
@@ -84,6 +86,7 @@ let package = Package(
         .testTarget(
             name: "FEREngineTests",
             dependencies: ["FEREngine", "FERTensor", "FERCheckpoint", "FERKernels", "CAllocationCounter"]),
+        .testTarget(name: "FERRuntimeTests", dependencies: ["FERRuntime"]),
         .testTarget(name: "FerInferTests", dependencies: ["fer-infer", "FERTensor"]),
     ]
 )

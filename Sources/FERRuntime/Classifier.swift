@@ -1,0 +1,151 @@
+@_exported import FERCheckpoint
+@_exported import FEREngine
+@_exported import FERImage
+@_exported import FERTensor
+import Foundation
+
+/// The result for one input.
+public struct Classification: Sendable, Equatable {
+    /// Top label (classifiers), from the classifier's label names.
+    public let label: String?
+    /// Index of the top class (classifiers).
+    public let index: Int?
+    /// Probability of the top class (classifiers).
+    public let probability: Float?
+    /// Softmax over the logits (classifiers; empty for embedders).
+    public let probabilities: [Float]
+    /// Raw logits (classifiers; empty for embedders).
+    public let logits: [Float]
+    /// The L2-normalised embedding (LFN and MFN models).
+    public let embedding: [Float]?
+}
+
+/// A loaded model ready to classify decoded pixels, encoded PNG/JPEG bytes or normalised
+/// tensors, from any number of threads at once.
+///
+/// The model is immutable and shared; each call borrows a preallocated ``InferenceSession``
+/// from a pool (or makes one when all are busy) and returns it afterwards, so concurrent calls
+/// never share scratch memory.
+///
+/// ```swift
+/// let classifier = try FERClassifier(contentsOf: "weights/lfnsb7-seeded.pth")
+/// let result = try classifier.classify(encoded: Array(pngData))
+/// print(result.label!, result.probability!)
+/// ```
+public final class FERClassifier: @unchecked Sendable {
+    // Safety of @unchecked Sendable: `idle` is only touched under `lock`; everything else is immutable.
+    /// The model every call runs.
+    public let model: FERModel
+    /// Label names in class order (classifiers), nil for embedders.
+    public let labels: [String]?
+    /// Images per forward pass; larger requests run as several passes.
+    public let maxBatch: Int
+    private let lock = NSLock()
+    private var idle: [InferenceSession] = []
+
+    /// Wraps `model`. `labels` defaults to RAF-DB for 7 classes and AffectNet-8 for 8; other class
+    /// counts get `class N`. Throws ``ClassifierError/labelCount(expected:got:)`` on a mismatch.
+    public init(model: FERModel, labels: [String]? = nil, maxBatch: Int = 8) throws {
+        precondition(maxBatch >= 1, "maxBatch must be at least 1")
+        self.model = model
+        self.maxBatch = maxBatch
+        if let classes = model.architecture.classCount {
+            let names = labels ?? LabelSet.defaultFor(classes: classes)?.names ?? (0..<classes).map { "class \($0)" }
+            guard names.count == classes else { throw ClassifierError.labelCount(expected: classes, got: names.count) }
+            self.labels = names
+        } else {
+            self.labels = nil
+        }
+    }
+
+    /// Loads a model file (any checkpoint form the importer reads, or a fused `.safetensors`).
+    public convenience init(contentsOf path: String, labels: [String]? = nil, maxBatch: Int = 8) throws {
+        try self.init(model: try FERModel(contentsOf: path), labels: labels, maxBatch: maxBatch)
+    }
+
+    /// Loads a model from the bytes of a model file held in memory.
+    public convenience init(bytes: [UInt8], labels: [String]? = nil, maxBatch: Int = 8) throws {
+        try self.init(model: try FERModel(checkpoint: try Checkpoint.load(bytes: bytes)), labels: labels, maxBatch: maxBatch)
+    }
+
+    /// Classifies one decoded RGB image (any size; resized as the authors' evaluation does).
+    public func classify(_ image: RGBImage) throws -> Classification {
+        try classify([image])[0]
+    }
+
+    /// Classifies decoded RGB images, batched.
+    public func classify(_ images: [RGBImage]) throws -> [Classification] {
+        guard !images.isEmpty else { return [] }
+        return try run(Preprocessing.batch(images).data, count: images.count)
+    }
+
+    /// Decodes PNG or JPEG bytes (throws ``ImageError`` for anything else) and classifies them.
+    public func classify(encoded bytes: [UInt8], options: ImageDecodingOptions = .default) throws -> Classification {
+        try classify(ImageDecoder.decode(bytes: bytes, options: options).image)
+    }
+
+    /// Classifies normalised inputs `[N, 3, 112, 112]` or `[3, 112, 112]`.
+    public func classify(tensor: Tensor) throws -> [Classification] {
+        let shape = tensor.shape.count == 3 ? [1] + tensor.shape : tensor.shape
+        guard shape.count == 4, shape[1] == 3, shape[2] == 112, shape[3] == 112 else {
+            throw EngineError.inputShape(expected: "[N, 3, 112, 112] or [3, 112, 112]", got: tensor.shape)
+        }
+        return try run(tensor.data, count: shape[0])
+    }
+
+    private func run(_ nchw: [Float], count: Int) throws -> [Classification] {
+        let plane = 3 * 112 * 112
+        let session = borrow()
+        defer { giveBack(session) }
+        var results: [Classification] = []
+        results.reserveCapacity(count)
+        var start = 0
+        while start < count {
+            let n = min(maxBatch, count - start)
+            try nchw.withUnsafeBufferPointer {
+                try session.run(nchw: UnsafeBufferPointer(rebasing: $0[start * plane..<(start + n) * plane]), batch: n)
+            }
+            let width = model.outputWidth
+            let outputs = session.outputs, probabilities = session.probabilities
+            for i in 0..<n {
+                let out = Array(outputs[i * width..<(i + 1) * width])
+                if let labels {
+                    let probs = Array(probabilities[i * width..<(i + 1) * width])
+                    let top = probs.indices.max { probs[$0] < probs[$1] }!
+                    results.append(Classification(label: labels[top], index: top, probability: probs[top],
+                                                  probabilities: probs, logits: out, embedding: nil))
+                } else {
+                    results.append(Classification(label: nil, index: nil, probability: nil,
+                                                  probabilities: [], logits: [], embedding: out))
+                }
+            }
+            start += n
+        }
+        return results
+    }
+
+    private func borrow() -> InferenceSession {
+        lock.lock()
+        let session = idle.popLast()
+        lock.unlock()
+        return session ?? model.makeSession(batch: maxBatch)
+    }
+
+    private func giveBack(_ session: InferenceSession) {
+        lock.lock()
+        idle.append(session)
+        lock.unlock()
+    }
+}
+
+/// Why a classifier could not be made.
+public enum ClassifierError: Error, Equatable, CustomStringConvertible {
+    /// The label list does not have one name per class.
+    case labelCount(expected: Int, got: Int)
+
+    public var description: String {
+        switch self {
+        case .labelCount(let expected, let got): return "\(got) label names for a model with \(expected) classes"
+        }
+    }
+}
