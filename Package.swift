@@ -30,6 +30,8 @@ let package = Package(
             name: "FERRuntime",
             targets: ["FERRuntime", "FERTensor", "FERCheckpoint", "FERKernels", "FEREngine", "FERImage"]),
         .executable(name: "fer-infer", targets: ["fer-infer"]),
+        // libfer.so: the C ABI (header Sources/FERC/include/fer.h; tools/install-c-library).
+        .library(name: "fer", type: .dynamic, targets: ["FERC"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
@@ -70,6 +72,8 @@ let package = Package(
             swiftSettings: numericSettings),
         // The embedding API: one import, a shareable classifier for pixels, encoded images and tensors.
         .target(name: "FERRuntime", dependencies: ["FEREngine", "FERImage", "FERTensor", "FERCheckpoint"]),
+        // The C ABI over FERRuntime: status codes and per-thread messages, no Swift error crosses it.
+        .target(name: "FERC", dependencies: ["FERRuntime"], exclude: ["include"]),
         .executableTarget(
             name: "fer-infer",
             dependencies: [
@@ -87,6 +91,9 @@ let package = Package(
             name: "FEREngineTests",
             dependencies: ["FEREngine", "FERTensor", "FERCheckpoint", "FERKernels", "CAllocationCounter"]),
         .testTarget(name: "FERRuntimeTests", dependencies: ["FERRuntime"]),
+        // A C client of the ABI, compiled into the test process.
+        .target(name: "CABICheck", path: "Tests/CABICheck"),
+        .testTarget(name: "FERCTests", dependencies: ["FERC", "CABICheck", "FERRuntime"]),
         .testTarget(name: "FerInferTests", dependencies: ["fer-infer", "FERTensor"]),
     ]
 )

@@ -1,0 +1,75 @@
+/*
+ * fer.h: C interface of the LFNSB facial-expression runtime (libfer).
+ *
+ * Load a model once, classify from any number of threads, free it when done:
+ *
+ *     fer_model *model = fer_model_load("weights/lfnsb7-seeded.pth");
+ *     if (!model) { fprintf(stderr, "%s\n", fer_last_error()); return 1; }
+ *     fer_result *result = NULL;
+ *     if (fer_classify_encoded(model, png_bytes, png_length, &result) != FER_OK) { ... fer_last_error() ... }
+ *     printf("%s %.3f\n", fer_result_label(result), fer_result_probability(result));
+ *     fer_result_free(result);
+ *     fer_model_free(model);
+ *
+ * Every failure is a status code plus a message from fer_last_error(), which belongs to the
+ * calling thread and stays valid until that thread's next call. No call aborts the process on
+ * bad input. A model may be used by several threads at once; a result belongs to its caller.
+ */
+#ifndef FER_H
+#define FER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct fer_model fer_model;
+typedef struct fer_result fer_result;
+
+typedef enum fer_status {
+    FER_OK = 0,
+    FER_ERROR_INVALID_ARGUMENT = 1, /* a NULL pointer, a size of zero, a stride too small */
+    FER_ERROR_MODEL = 2,            /* the model file could not be read or does not fit */
+    FER_ERROR_IMAGE = 3,            /* the encoded image could not be decoded */
+    FER_ERROR_INFERENCE = 4         /* the forward pass refused its input */
+} fer_status;
+
+/* Loads a model file: a PyTorch checkpoint in any form the importer reads, or a fused
+ * .safetensors. Returns NULL on failure (see fer_last_error()). */
+fer_model *fer_model_load(const char *path);
+/* Loads a model from the bytes of a model file in memory (copied). */
+fer_model *fer_model_load_bytes(const uint8_t *bytes, size_t length);
+void fer_model_free(fer_model *model);
+
+/* Number of classes (classifiers) or 0 for embedders; output width (classes or embedding size). */
+int32_t fer_model_classes(const fer_model *model);
+int32_t fer_model_output_width(const fer_model *model);
+
+/* Classifies 8-bit RGB pixels: height rows of width * 3 bytes, rows `stride` bytes apart. Any size;
+ * resized to 112x112 as the authors' evaluation does. */
+fer_status fer_classify_rgb(fer_model *model, const uint8_t *pixels, int32_t width, int32_t height,
+                            int32_t stride, fer_result **result);
+/* Decodes PNG or JPEG bytes and classifies them. */
+fer_status fer_classify_encoded(fer_model *model, const uint8_t *bytes, size_t length, fer_result **result);
+
+/* Top label (classifiers; NULL for embedders), its class index (-1 for embedders) and probability. */
+const char *fer_result_label(const fer_result *result);
+int32_t fer_result_index(const fer_result *result);
+float fer_result_probability(const fer_result *result);
+/* `fer_result_width` values each: probabilities and logits (classifiers) or the embedding (embedders);
+ * NULL where not applicable. Valid until fer_result_free. */
+int32_t fer_result_width(const fer_result *result);
+const float *fer_result_probabilities(const fer_result *result);
+const float *fer_result_logits(const fer_result *result);
+const float *fer_result_embedding(const fer_result *result);
+void fer_result_free(fer_result *result);
+
+/* The calling thread's last error message, or "" when its last call succeeded. */
+const char *fer_last_error(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

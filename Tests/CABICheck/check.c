@@ -1,0 +1,84 @@
+// A C client of libfer: loads a model, classifies encoded and raw images, checks every error path,
+// and classifies from 8 threads at once, comparing with the sequential results.
+#include "CABICheck.h"
+#include "fer.h"
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FAIL(n, ...) do { snprintf(message, message_size, __VA_ARGS__); return n; } while (0)
+
+struct job { fer_model *model; const unsigned char *png; size_t length; float logits[8]; int status; };
+
+static void *classify_job(void *arg) {
+    struct job *job = arg;
+    for (int round = 0; round < 5; round++) {
+        fer_result *result = NULL;
+        job->status = fer_classify_encoded(job->model, job->png, job->length, &result);
+        if (job->status != FER_OK) return NULL;
+        memcpy(job->logits, fer_result_logits(result), sizeof(float) * 7);
+        fer_result_free(result);
+    }
+    return NULL;
+}
+
+int fer_c_abi_check(const char *weights, const unsigned char *png, size_t png_length,
+                    const unsigned char *rgb, int width, int height,
+                    float *logits, float *rgb_logits, char *message, size_t message_size) {
+    if (fer_model_load("/no/such/model.pth") != NULL) FAIL(1, "loading a missing file succeeded");
+    if (strstr(fer_last_error(), "/no/such/model.pth") == NULL) FAIL(2, "error does not name the file: %s", fer_last_error());
+
+    fer_model *model = fer_model_load(weights);
+    if (!model) FAIL(3, "load failed: %s", fer_last_error());
+    if (fer_model_classes(model) != 7 || fer_model_output_width(model) != 7) FAIL(4, "wrong class count");
+
+    fer_result *result = NULL;
+    if (fer_classify_encoded(model, png, png_length, &result) != FER_OK) FAIL(5, "classify failed: %s", fer_last_error());
+    if (strcmp(fer_last_error(), "") != 0) FAIL(6, "error left after success: %s", fer_last_error());
+    if (fer_result_width(result) != 7 || !fer_result_label(result) || fer_result_embedding(result) != NULL) FAIL(7, "result shape");
+    const float *probabilities = fer_result_probabilities(result);
+    int top = fer_result_index(result);
+    for (int i = 0; i < 7; i++) if (probabilities[i] > probabilities[top]) FAIL(8, "index is not the top class");
+    if (fer_result_probability(result) != probabilities[top]) FAIL(9, "probability mismatch");
+    memcpy(logits, fer_result_logits(result), sizeof(float) * 7);
+    fer_result_free(result);
+
+    // The same pixels as a raw buffer whose rows are padded by 5 bytes.
+    int stride = width * 3 + 5;
+    unsigned char *padded = calloc((size_t)stride * height, 1);
+    for (int y = 0; y < height; y++) memcpy(padded + (size_t)y * stride, rgb + (size_t)y * width * 3, (size_t)width * 3);
+    int status = fer_classify_rgb(model, padded, width, height, stride, &result);
+    free(padded);
+    if (status != FER_OK) FAIL(10, "classify_rgb failed: %s", fer_last_error());
+    memcpy(rgb_logits, fer_result_logits(result), sizeof(float) * 7);
+    fer_result_free(result);
+
+    // Every failure is a code and a message; nothing aborts.
+    result = (fer_result *)0x1;
+    if (fer_classify_encoded(model, (const unsigned char *)"garbage", 7, &result) != FER_ERROR_IMAGE) FAIL(11, "garbage accepted");
+    if (result != NULL) FAIL(12, "result not cleared on failure");
+    if (strstr(fer_last_error(), "not a PNG or JPEG") == NULL) FAIL(13, "garbage message: %s", fer_last_error());
+    if (fer_classify_encoded(model, png, png_length / 2, &result) != FER_ERROR_IMAGE) FAIL(14, "truncated image accepted");
+    if (fer_classify_encoded(NULL, png, png_length, &result) != FER_ERROR_INVALID_ARGUMENT) FAIL(15, "NULL model accepted");
+    if (fer_classify_rgb(model, rgb, width, height, width * 3 - 1, &result) != FER_ERROR_INVALID_ARGUMENT) FAIL(16, "short stride accepted");
+    if (fer_classify_rgb(model, rgb, 0, height, 0, &result) != FER_ERROR_INVALID_ARGUMENT) FAIL(17, "empty image accepted");
+    if (fer_model_load_bytes((const unsigned char *)"PK\x03\x04", 4) != NULL) FAIL(18, "broken model bytes accepted");
+
+    // Eight threads at once give the sequential result exactly.
+    pthread_t threads[8];
+    struct job jobs[8];
+    for (int t = 0; t < 8; t++) {
+        jobs[t] = (struct job){model, png, png_length, {0}, -1};
+        pthread_create(&threads[t], NULL, classify_job, &jobs[t]);
+    }
+    for (int t = 0; t < 8; t++) pthread_join(threads[t], NULL);
+    for (int t = 0; t < 8; t++) {
+        if (jobs[t].status != FER_OK) FAIL(19, "thread %d failed", t);
+        if (memcmp(jobs[t].logits, logits, sizeof(float) * 7) != 0) FAIL(20, "thread %d differs from the sequential result", t);
+    }
+    fer_model_free(model);
+    fer_model_free(NULL);
+    fer_result_free(NULL);
+    return 0;
+}

@@ -1,0 +1,1 @@
+../../Sources/FERC/include/fer.h

@@ -1,0 +1,11 @@
+#ifndef FER_CABI_CHECK_H
+#define FER_CABI_CHECK_H
+#include <stddef.h>
+/// A C program's use of libfer, run inside the test process (see check.c). Fills `logits` (7 values)
+/// for `png` classified through fer_classify_encoded and `rgb_logits` for the same pixels through
+/// fer_classify_rgb with padded rows, and returns 0, or the number of the first failed check with a
+/// message in `message`.
+int fer_c_abi_check(const char *weights, const unsigned char *png, size_t png_length,
+                    const unsigned char *rgb, int width, int height,
+                    float *logits, float *rgb_logits, char *message, size_t message_size);
+#endif
