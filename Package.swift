@@ -30,11 +30,13 @@ let package = Package(
             name: "FERRuntime",
             targets: ["FERRuntime", "FERTensor", "FERCheckpoint", "FERKernels", "FEREngine", "FERImage"]),
         .executable(name: "fer-infer", targets: ["fer-infer"]),
+        .executable(name: "fer-serve", targets: ["fer-serve"]),
         // libfer.so: the C ABI (header Sources/FERC/include/fer.h; tools/install-c-library).
         .library(name: "fer", type: .dynamic, targets: ["FERC"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         // System libraries: the only places their C symbols are imported.
@@ -74,10 +76,17 @@ let package = Package(
         .target(name: "FERRuntime", dependencies: ["FEREngine", "FERImage", "FERTensor", "FERCheckpoint"]),
         // The C ABI over FERRuntime: status codes and per-thread messages, no Swift error crosses it.
         .target(name: "FERC", dependencies: ["FERRuntime"], exclude: ["include"]),
+        // The HTTP service: routes, metrics and error responses over one shared classifier.
+        .target(
+            name: "FERServe",
+            dependencies: ["FERRuntime", .product(name: "Hummingbird", package: "hummingbird")]),
+        .executableTarget(
+            name: "fer-serve",
+            dependencies: ["FERServe", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(
             name: "fer-infer",
             dependencies: [
-                "FEREngine", "FERCheckpoint", "FERTensor", "FERImage",
+                "FEREngine", "FERCheckpoint", "FERTensor", "FERImage", "FERRuntime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
@@ -95,5 +104,8 @@ let package = Package(
         .target(name: "CABICheck", path: "Tests/CABICheck"),
         .testTarget(name: "FERCTests", dependencies: ["FERC", "CABICheck", "FERRuntime"]),
         .testTarget(name: "FerInferTests", dependencies: ["fer-infer", "FERTensor"]),
+        .testTarget(
+            name: "FERServeTests",
+            dependencies: ["FERServe", .product(name: "HummingbirdTesting", package: "hummingbird")]),
     ]
 )

@@ -142,10 +142,13 @@ public final class FERClassifier: @unchecked Sendable {
 public enum ClassifierError: Error, Equatable, CustomStringConvertible {
     /// The label list does not have one name per class.
     case labelCount(expected: Int, got: Int)
+    /// No model was given and the default one was not found.
+    case noModel
 
     public var description: String {
         switch self {
         case .labelCount(let expected, let got): return "\(got) label names for a model with \(expected) classes"
+        case .noModel: return "no model given and \(DefaultModel.relativePath) not found (pass --model FILE or set FER_MODEL)"
         }
     }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Dispatch
 import FEREngine
 import FERImage
+import FERRuntime
 import FERTensor
 import Foundation
 
@@ -214,22 +215,12 @@ struct Classify: ParsableCommand {
     }
 }
 
-/// Finds the default model: `$FER_MODEL`, else `weights/lfnsb7-seeded.pth` in the working
-/// directory or beside the package the executable was built in.
+/// The default model, as both executables find it (see ``DefaultModel``).
 enum ModelLocator {
-    static let defaultName = "weights/lfnsb7-seeded.pth"
+    static let defaultName = DefaultModel.relativePath
 
     static func resolve(_ explicit: String?) throws -> String {
-        if let explicit { return explicit }
-        if let env = ProcessInfo.processInfo.environment["FER_MODEL"], !env.isEmpty { return env }
-        var candidates = [FileManager.default.currentDirectoryPath + "/" + defaultName]
-        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-        for _ in 0..<5 {
-            candidates.append(dir.appendingPathComponent(defaultName).path)
-            dir = dir.deletingLastPathComponent()
-        }
-        if let found = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) { return found }
-        throw CLIError("no model given and \(defaultName) not found (pass --model FILE or set FER_MODEL)")
+        do { return try DefaultModel.resolve(explicit) } catch { throw CLIError("\(error)") }
     }
 }
 

@@ -1,0 +1,108 @@
+import FERRuntime
+import FERServe
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import XCTest
+
+/// `fer-serve` over real HTTP on 127.0.0.1: correct results for real images, a 4xx JSON error for
+/// every kind of bad request, and the server still serving afterwards.
+final class ServiceTests: XCTestCase {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    private func makeService(maxBody: Int = 1 << 20) throws -> FERService {
+        var settings = ServerSettings()
+        settings.port = 0
+        settings.maxBodyBytes = maxBody
+        settings.workers = 2
+        let classifier = try FERClassifier(contentsOf: Self.root.appendingPathComponent("weights/lfnsb7-seeded.pth").path, maxBatch: 1)
+        return FERService(classifier: classifier, settings: settings)
+    }
+
+    private func fixture(_ path: String) throws -> [UInt8] {
+        guard let data = FileManager.default.contents(atPath: Self.root.appendingPathComponent(path).path) else {
+            throw XCTSkip("\(path) is missing: run tools/setup")
+        }
+        return [UInt8](data)
+    }
+
+
+    func testClassifiesRealImagesLikeTheLibrary() async throws {
+        let png = try fixture(".downloads/samples/Tom_Hanks_54745.png")
+        let jpeg = try fixture("Tests/Fixtures/images/inputs/jpeg-420-75x51.jpg")
+        let service = try makeService()
+        let expected = try service.classifier.classify(encoded: png)
+        let app = Application(router: service.router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        try await app.test(.live) { client in
+            try await client.execute(uri: "/v1/classify", method: .post, headers: [.contentType: "image/png"], body: ByteBuffer(bytes: png)) { response in
+                XCTAssertEqual(response.status, .ok)
+                let json = jsonObject(response.body)
+                XCTAssertEqual(json["label"] as? String, expected.label)
+                XCTAssertEqual((json["logits"] as? [Double])?.map { Float($0) }, expected.logits)
+                XCTAssertEqual((json["labels"] as? [String])?.count, 7)
+            }
+            // Several images in one multipart request.
+            let boundary = "fer-test-boundary"
+            var body = [UInt8]()
+            for (name, bytes) in [("face.png", png), ("small.jpg", jpeg)] {
+                body += Array("--\(boundary)\r\nContent-Disposition: form-data; name=\"image\"; filename=\"\(name)\"\r\nContent-Type: application/octet-stream\r\n\r\n".utf8)
+                body += bytes + Array("\r\n".utf8)
+            }
+            body += Array("--\(boundary)--\r\n".utf8)
+            try await client.execute(uri: "/v1/classify", method: .post,
+                                     headers: [.contentType: "multipart/form-data; boundary=\(boundary)"], body: ByteBuffer(bytes: body)) { response in
+                XCTAssertEqual(response.status, .ok)
+                let results = jsonObject(response.body)["results"] as? [[String: Any]] ?? []
+                XCTAssertEqual(results.map { $0["input"] as? String }, ["face.png", "small.jpg"])
+                XCTAssertEqual(results.first?["label"] as? String, expected.label)
+            }
+            try await client.execute(uri: "/healthz", method: .get) { response in
+                XCTAssertEqual(response.status, .ok)
+                XCTAssertEqual(jsonObject(response.body)["status"] as? String, "ok")
+            }
+            try await client.execute(uri: "/metrics", method: .get) { response in
+                let text = String(buffer: response.body)
+                XCTAssertTrue(text.contains("fer_requests_total{route=\"/v1/classify\",status=\"200\"} 2"), text)
+                XCTAssertTrue(text.contains("fer_request_duration_seconds_bucket{le=\"+Inf\"}"), text)
+                XCTAssertTrue(text.contains("fer_model_info{architecture=\"LFNSB (7 classes)\"} 1"), text)
+            }
+        }
+    }
+
+    func testEveryBadRequestGetsA4xxJSONErrorAndTheServerKeepsServing() async throws {
+        let png = try fixture(".downloads/samples/Tom_Hanks_54745.png")
+        let service = try makeService(maxBody: 64 * 1024)
+        let app = Application(router: service.router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        let cases: [(String, HTTPRequest.Method, HTTPFields, [UInt8], HTTPResponse.Status, String)] = [
+            ("/v1/classify", .post, [.contentType: "image/png"], Array("garbage bytes".utf8), .unprocessableContent, "not a PNG or JPEG"),
+            ("/v1/classify", .post, [.contentType: "image/png"], Array(png.prefix(png.count / 2)), .unprocessableContent, "truncated PNG"),
+            ("/v1/classify", .post, [.contentType: "image/png"], [], .badRequest, "empty request body"),
+            ("/v1/classify", .post, [.contentType: "image/png"], [UInt8](repeating: 0x89, count: 100 * 1024), .contentTooLarge, "limit"),
+            ("/v1/classify", .post, [.contentType: "text/plain"], png, .unsupportedMediaType, "unsupported content type"),
+            ("/v1/classify", .post, [.contentType: "multipart/form-data"], png, .badRequest, "boundary"),
+            ("/v1/classify", .get, [:], [], .notFound, "GET"),
+            ("/v2/nothing", .post, [:], png, .notFound, "/v2/nothing"),
+        ]
+        try await app.test(.live) { client in
+            for (uri, method, headers, body, status, message) in cases {
+                try await client.execute(uri: uri, method: method, headers: headers, body: ByteBuffer(bytes: body)) { response in
+                    XCTAssertEqual(response.status, status, "\(method) \(uri) \(message)")
+                    XCTAssertEqual(response.headers[.contentType], "application/json")
+                    let error = jsonObject(response.body)["error"] as? [String: Any]
+                    XCTAssertEqual(error?["status"] as? Int, Int(status.code))
+                    XCTAssertTrue((error?["message"] as? String ?? "").contains(message), "\(String(describing: error))")
+                }
+                try await client.execute(uri: "/v1/classify", method: .post, headers: [.contentType: "image/png"], body: ByteBuffer(bytes: png)) { response in
+                    XCTAssertEqual(response.status, .ok, "still serving after \(message)")
+                }
+            }
+            try await client.execute(uri: "/metrics", method: .get) { response in
+                XCTAssertTrue(String(buffer: response.body).contains("fer_errors_total \(cases.count)"))
+            }
+        }
+    }
+}
+
+private func jsonObject(_ buffer: ByteBuffer) -> [String: Any] {
+    (try? JSONSerialization.jsonObject(with: Data(buffer.readableBytesView))) as? [String: Any] ?? [:]
+}
