@@ -87,30 +87,29 @@ private func publish(_ c: Classification, _ out: UnsafeMutablePointer<OpaquePoin
     return okStatus
 }
 
-@_cdecl("fer_model_load")
-public func fer_model_load(_ path: UnsafePointer<CChar>?) -> OpaquePointer? {
-    guard let path else { setError("fer_model_load: path is NULL"); return nil }
+/// Makes a `fer_model *` from a classifier, or NULL with the error named after `source`.
+private func makeModel(_ source: String, _ load: () throws -> FERClassifier) -> OpaquePointer? {
     do {
-        let classifier = try FERClassifier(contentsOf: String(cString: path))
+        let classifier = try load()
         setError("")
         return OpaquePointer(Unmanaged.passRetained(CModel(classifier)).toOpaque())
     } catch {
-        setError("\(String(cString: path)): \(error)")
+        setError("\(source): \(error)")
         return nil
     }
+}
+
+@_cdecl("fer_model_load")
+public func fer_model_load(_ path: UnsafePointer<CChar>?) -> OpaquePointer? {
+    guard let path else { setError("fer_model_load: path is NULL"); return nil }
+    let name = String(cString: path)
+    return makeModel(name) { try FERClassifier(contentsOf: name) }
 }
 
 @_cdecl("fer_model_load_bytes")
 public func fer_model_load_bytes(_ bytes: UnsafePointer<UInt8>?, _ length: Int) -> OpaquePointer? {
     guard let bytes, length > 0 else { setError("fer_model_load_bytes: no bytes"); return nil }
-    do {
-        let classifier = try FERClassifier(bytes: Array(UnsafeBufferPointer(start: bytes, count: length)))
-        setError("")
-        return OpaquePointer(Unmanaged.passRetained(CModel(classifier)).toOpaque())
-    } catch {
-        setError("<memory>: \(error)")
-        return nil
-    }
+    return makeModel("<memory>") { try FERClassifier(bytes: Array(UnsafeBufferPointer(start: bytes, count: length))) }
 }
 
 @_cdecl("fer_model_free")
