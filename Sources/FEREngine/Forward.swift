@@ -14,16 +14,18 @@ extension Network {
 
         let profile = ws.profile
         profile?.start()
-        func report(_ name: String, _ data: UnsafePointer<Float>, _ h: Int, _ w: Int, _ c: Int) {
+        // The name is only built when someone observes: this runs on every forward pass.
+        func report(_ name: @autoclosure () -> String, _ data: UnsafePointer<Float>, _ h: Int, _ w: Int, _ c: Int) {
             guard let observe else { return }
-            observe(name, nchw(data, batch: n, height: h, width: w, channels: c))
+            observe(name(), nchw(data, batch: n, height: h, width: w, channels: c))
         }
 
         // Stage 0: dense 3x3 stride 2 via im2col + GEMM.
         let s0 = stem
-        let (oh0, ow0) = (Im2col.outputSize(h, kernel: 3, stride: 2, pad: 1), Im2col.outputSize(w, kernel: 3, stride: 2, pad: 1))
-        Im2col.lower(input: ws.input, batch: n, height: h, width: w, channels: s0.cin, kernel: 3, stride: 2, pad: 1, columns: ws.columns)
-        GEMM.multiply(m: n * oh0 * ow0, n: s0.cout, k: 9 * s0.cin, a: ws.columns, lda: 9 * s0.cin,
+        let (k0, pad0) = (s0.kernel, s0.kernel / 2)
+        let (oh0, ow0) = (Im2col.outputSize(h, kernel: k0, stride: s0.stride, pad: pad0), Im2col.outputSize(w, kernel: k0, stride: s0.stride, pad: pad0))
+        Im2col.lower(input: ws.input, batch: n, height: h, width: w, channels: s0.cin, kernel: k0, stride: s0.stride, pad: pad0, columns: ws.columns)
+        GEMM.multiply(m: n * oh0 * ow0, n: s0.cout, k: k0 * k0 * s0.cin, a: ws.columns, lda: k0 * k0 * s0.cin,
                       b: s0.weight, ldb: s0.cout, c: x, ldc: s0.cout)
         Elementwise.biasActivation(x, rows: n * oh0 * ow0, cols: s0.cout, ld: s0.cout, bias: s0.bias,
                                    activation: s0.slope.map { .prelu($0) } ?? .identity)
@@ -79,7 +81,7 @@ extension Network {
 
         switch head {
         case .spatialBias(let reduce, let conv, let convBias, let fc):
-            spatialBias(x: x, ws: ws, height: h, width: w, reduce: reduce, conv: conv, convBias: convBias, fc: fc, report: report)
+            spatialBias(x: x, ws: ws, height: h, width: w, reduce: reduce, conv: conv, convBias: convBias, fc: fc, report: { report($0, $1, $2, $3, $4) })
         case .embedding(let dw, let linear):
             depthwise(dw, input: x, output: ws.headA, batch: n, height: h, width: w, stride: 1, padded: false)
             report("conv_6_dw", ws.headA, 1, 1, channels)
@@ -89,7 +91,7 @@ extension Network {
             report("bn", ws.outputs, 1, 1, linear.cout)
             Elementwise.l2Normalize(ws.outputs, rows: n, cols: linear.cout)
         case .ddam(let heads, let pool, let fc):
-            ddam(x: x, ws: ws, height: h, width: w, heads: heads, pool: pool, fc: fc, report: report)
+            ddam(x: x, ws: ws, height: h, width: w, heads: heads, pool: pool, fc: fc, report: { report($0, $1, $2, $3, $4) })
         }
         profile?.mark("head", "feature map copy")
         if architecture.classCount != nil {

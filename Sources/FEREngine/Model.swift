@@ -94,7 +94,6 @@ public final class InferenceSession {
     public let threads: Int
     let workers: [Workspace]
     private let results: Workspace.Results
-    private let resultCounts: [Int]
     private var lastBatch = 0
 
     /// Images one workspace runs per forward pass. Larger batches are run as several such passes:
@@ -108,7 +107,7 @@ public final class InferenceSession {
         self.capacity = batch
         self.threads = threads
         let network = model.network
-        resultCounts = [network.outputWidth, network.outputWidth, network.featureChannels * 49, network.featureChannels]
+        let resultCounts = [network.outputWidth, network.outputWidth, network.featureChannels * 49, network.featureChannels]
         let buffers = resultCounts.map { UnsafeMutablePointer<Float>.allocate(capacity: $0 * batch) }
         for (p, n) in zip(buffers, resultCounts) { p.initialize(repeating: 0, count: n * batch) }
         let results = Workspace.Results(outputs: buffers[0], probabilities: buffers[1], featureMap: buffers[2], pooledFeatures: buffers[3])

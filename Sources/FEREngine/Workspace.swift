@@ -40,7 +40,9 @@ final class Workspace {
         self.active = batch
         let s = Network.inputSize
         var activation = s * s * 3, expand = 0, dw = 0, pool = 0, hid = 0
-        var (h, w) = (s / 2, s / 2)
+        let stem = network.stem
+        var (h, w) = ((s - 1) / stem.stride + 1, (s - 1) / stem.stride + 1)
+        let stemColumns = h * w * stem.kernel * stem.kernel * stem.cin
         activation = max(activation, h * w * network.stem.cout)
         for block in network.blocks {
             expand = max(expand, h * w * block.expand.cout)
@@ -63,7 +65,7 @@ final class Workspace {
         b = make(activation)
         expanded = make(expand)
         depthwise = make(dw)
-        columns = make((s / 2) * (s / 2) * 27)
+        columns = make(stemColumns)
         pooled = make(pool)
         hidden = make(hid)
         headA = make(headSize)
@@ -75,7 +77,7 @@ final class Workspace {
         featureMap = results.featureMap
         pooledFeatures = results.pooledFeatures
         all = [(input, s * s * 3), (a, activation), (b, activation), (expanded, expand), (depthwise, dw),
-               (columns, (s / 2) * (s / 2) * 27), (pooled, pool), (hidden, hid), (headA, headSize), (headB, headSize)]
+               (columns, stemColumns), (pooled, pool), (hidden, hid), (headA, headSize), (headB, headSize)]
         for (p, n) in all { p.initialize(repeating: 0, count: max(1, n * batch)) }
     }
 

@@ -18,6 +18,19 @@ public struct Classification: Sendable, Equatable {
     public let logits: [Float]
     /// The L2-normalised embedding (LFN and MFN models).
     public let embedding: [Float]?
+
+    /// Class indices from most to least probable, at most `k` of them (classifiers).
+    public func top(_ k: Int) -> [Int] {
+        Array(probabilities.indices.sorted { probabilities[$0] > probabilities[$1] }.prefix(k))
+    }
+
+    /// The JSON fields `fer-infer --json` and `fer-serve` report for one input: `label`, `index`,
+    /// `probability`, `labels`, `logits` and `probabilities` for a classifier, `embedding` otherwise.
+    public func jsonFields(labels: [String]?) -> [String: Any] {
+        guard let label, let index, let probability else { return ["embedding": embedding ?? []] }
+        return ["label": label, "index": index, "probability": probability, "labels": labels ?? [],
+                "logits": logits, "probabilities": probabilities]
+    }
 }
 
 /// A loaded model ready to classify decoded pixels, encoded PNG/JPEG bytes or normalised
@@ -40,15 +53,18 @@ public final class FERClassifier: @unchecked Sendable {
     public let labels: [String]?
     /// Images per forward pass; larger requests run as several passes.
     public let maxBatch: Int
+    /// Threads each call runs on.
+    public let threads: Int
     private let lock = NSLock()
     private var idle: [InferenceSession] = []
 
     /// Wraps `model`. `labels` defaults to RAF-DB for 7 classes and AffectNet-8 for 8; other class
     /// counts get `class N`. Throws ``ClassifierError/labelCount(expected:got:)`` on a mismatch.
-    public init(model: FERModel, labels: [String]? = nil, maxBatch: Int = 8) throws {
-        precondition(maxBatch >= 1, "maxBatch must be at least 1")
+    public init(model: FERModel, labels: [String]? = nil, maxBatch: Int = 8, threads: Int = 1) throws {
+        precondition(maxBatch >= 1 && threads >= 1, "maxBatch and threads must be at least 1")
         self.model = model
         self.maxBatch = maxBatch
+        self.threads = threads
         if let classes = model.architecture.classCount {
             let names = labels ?? LabelSet.defaultFor(classes: classes)?.names ?? (0..<classes).map { "class \($0)" }
             guard names.count == classes else { throw ClassifierError.labelCount(expected: classes, got: names.count) }
@@ -128,7 +144,7 @@ public final class FERClassifier: @unchecked Sendable {
         lock.lock()
         let session = idle.popLast()
         lock.unlock()
-        return session ?? model.makeSession(batch: maxBatch)
+        return session ?? model.makeSession(batch: maxBatch, threads: threads)
     }
 
     private func giveBack(_ session: InferenceSession) {

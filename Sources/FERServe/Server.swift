@@ -97,17 +97,9 @@ public struct FERService: Sendable {
                     throw ServiceError(.unprocessableContent, "\(input.name): \(error.message)")
                 }
                 let ms = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
-                var record: [String: Any] = ["input": input.name, "timing_ms": ["total": ms]]
-                if let label = result.label {
-                    record["label"] = label
-                    record["index"] = result.index!
-                    record["probability"] = result.probability!
-                    record["labels"] = classifier.labels!
-                    record["logits"] = result.logits
-                    record["probabilities"] = result.probabilities
-                } else {
-                    record["embedding"] = result.embedding!
-                }
+                var record = result.jsonFields(labels: classifier.labels)
+                record["input"] = input.name
+                record["timing_ms"] = ["total": ms]
                 return record
             }
         }

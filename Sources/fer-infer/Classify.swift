@@ -77,13 +77,12 @@ struct Classify: ParsableCommand {
             throw CLIError("\(modelPath): \(error)")
         }
         let names = try labelNames(for: model)
-        // Sized at the first forward pass: a single image never pays for a batch of buffers.
-        var session: InferenceSession?
+        // Made at the first forward pass, sized to it: a single image never pays for a batch of buffers.
+        var classifier: FERClassifier?
         let options = ImageDecodingOptions(maxPixels: maxPixels == 0 ? nil : maxPixels)
         var failures = 0
         var records: [[String: Any]] = []
         var pending: [Sample] = []
-        let width = model.outputWidth
         let plane = 3 * 112 * 112
         var batchInput: [Float] = []
 
@@ -95,41 +94,29 @@ struct Classify: ParsableCommand {
             guard !pending.isEmpty else { return }
             batchInput.removeAll(keepingCapacity: true)
             for sample in pending { batchInput.append(contentsOf: sample.data) }
-            if session == nil { session = model.makeSession(batch: pending.count, threads: threads) }
-            let session = session!
-            let start = DispatchTime.now().uptimeNanoseconds
-            try batchInput.withUnsafeBufferPointer {
-                try session.run(nchw: $0, batch: pending.count)
+            if classifier == nil {
+                classifier = try FERClassifier(model: model, labels: names.isEmpty ? nil : names, maxBatch: pending.count, threads: threads)
             }
+            let start = DispatchTime.now().uptimeNanoseconds
+            let results = try classifier!.classify(tensor: Tensor(shape: [pending.count, 3, 112, 112], data: batchInput))
             let inferenceMs = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6 / Double(pending.count)
-            let outputs = Array(session.outputs), probabilities = Array(session.probabilities)
-            for (i, sample) in pending.enumerated() {
-                var record: [String: Any] = ["input": sample.input]
+            for (sample, result) in zip(pending, results) {
+                var record = result.jsonFields(labels: names)
+                record["input"] = sample.input
                 if let n = sample.sample { record["sample"] = n }
                 record["timing_ms"] = ["decode": sample.decodeMs, "preprocess": sample.preprocessMs, "inference": inferenceMs]
-                let out = Array(outputs[i * width..<(i + 1) * width])
                 let shown = sample.sample.map { "\(sample.input)[\($0)]" } ?? sample.input
-                if model.isClassifier {
-                    let probs = Array(probabilities[i * width..<(i + 1) * width])
-                    let order = probs.indices.sorted { probs[$0] > probs[$1] }
-                    record["logits"] = out
-                    record["probabilities"] = probs
-                    record["labels"] = names
-                    record["index"] = order[0]
-                    record["label"] = names[order[0]]
-                    record["probability"] = probs[order[0]]
+                if result.label != nil {
+                    let order = result.top(topK)
                     if topK > 1 {
-                        record["top_k"] = order.prefix(topK).map { ["label": names[$0], "index": $0, "probability": probs[$0]] as [String: Any] }
+                        record["top_k"] = order.map { ["label": names[$0], "index": $0, "probability": result.probabilities[$0]] as [String: Any] }
                     }
                     if !json {
-                        let top = order.prefix(topK).map { "\(names[$0]) \(String(format: "%.3f", probs[$0]))" }
+                        let top = order.map { "\(names[$0]) \(String(format: "%.3f", result.probabilities[$0]))" }
                         print("\(shown): \(top.joined(separator: ", "))")
                     }
-                } else {
-                    record["embedding"] = out
-                    if !json {
-                        print("\(shown): embedding (\(width) values) \(out.prefix(4).map { String(format: "%.4f", $0) }.joined(separator: " ")) ...")
-                    }
+                } else if !json, let embedding = result.embedding {
+                    print("\(shown): embedding (\(embedding.count) values) \(embedding.prefix(4).map { String(format: "%.4f", $0) }.joined(separator: " ")) ...")
                 }
                 records.append(record)
             }
