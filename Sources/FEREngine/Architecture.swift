@@ -8,6 +8,8 @@ public enum Architecture: Equatable, Sendable, CustomStringConvertible {
     case mfn
     /// DDAMNet classifier on the MFN backbone with `heads` attention heads.
     case ddamnet(classes: Int, heads: Int)
+    /// RetinaFace face detector with the MobileNet-0.25 body (any input size).
+    case retinaFace
 
     public var description: String {
         switch self {
@@ -15,6 +17,7 @@ public enum Architecture: Equatable, Sendable, CustomStringConvertible {
         case .lfn: return "LFN (embedding)"
         case .mfn: return "MFN (embedding)"
         case .ddamnet(let classes, let heads): return "DDAMNet (\(classes) classes, \(heads) head\(heads == 1 ? "" : "s"))"
+        case .retinaFace: return "RetinaFace (MobileNet-0.25)"
         }
     }
 
@@ -22,7 +25,7 @@ public enum Architecture: Equatable, Sendable, CustomStringConvertible {
     public var classCount: Int? {
         switch self {
         case .lfnsb(let classes), .ddamnet(let classes, _): return classes
-        case .lfn, .mfn: return nil
+        case .lfn, .mfn, .retinaFace: return nil
         }
     }
 
@@ -30,7 +33,7 @@ public enum Architecture: Equatable, Sendable, CustomStringConvertible {
     var usesMFNBackbone: Bool {
         switch self {
         case .mfn, .ddamnet: return true
-        case .lfnsb, .lfn: return false
+        case .lfnsb, .lfn, .retinaFace: return false
         }
     }
 
@@ -41,6 +44,7 @@ public enum Architecture: Equatable, Sendable, CustomStringConvertible {
         case .lfn: return "lfn"
         case .mfn: return "mfn"
         case .ddamnet: return "ddamnet"
+        case .retinaFace: return "retinaface"
         }
     }
 
@@ -54,6 +58,9 @@ public enum Architecture: Equatable, Sendable, CustomStringConvertible {
             while keys.contains("cat_head\(heads).CoordAtt.conv1.weight") { heads += 1 }
             return .ddamnet(classes: fc[0], heads: heads)
         }
+        if keys.contains("body.stage1.0.0.weight"), keys.contains("ClassHead.0.conv1x1.weight") {
+            return .retinaFace
+        }
         if keys.contains("conv_6_dw.conv.weight"), keys.contains("linear.weight") {
             if keys.contains("conv1.c.weight") { return .lfn }
             if keys.contains("conv1.conv.weight") { return .mfn }
@@ -64,7 +71,7 @@ public enum Architecture: Equatable, Sendable, CustomStringConvertible {
     /// The checkpoint prefix of backbone stage `index` (0...8).
     func stagePrefix(_ index: Int) -> String {
         switch self {
-        case .lfnsb, .ddamnet: return "features.\(index)"
+        case .lfnsb, .ddamnet, .retinaFace: return "features.\(index)"
         case .lfn: return ["conv1", "conv2_dw", "conv_23", "conv_3", "conv_34", "conv_4", "conv_45", "conv_5", "conv6_sep"][index]
         case .mfn: return ["conv1", "conv2_dw", "conv_23", "conv_3", "conv_34", "conv_4", "conv_45", "conv_5", "conv_6_sep"][index]
         }

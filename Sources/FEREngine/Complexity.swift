@@ -76,136 +76,66 @@ public struct ComplexityReport: Sendable {
 }
 
 extension FERModel {
-    /// Counts of this model's original and folded graphs at batch 1.
+    /// Counts of this model's original and folded graphs at batch 1 and the model's own input
+    /// size, read from its graph: each operation lists the PyTorch modules it was folded from.
     public func complexity() -> ComplexityReport {
+        let plan = defaultPlan
         var layers: [ComplexityReport.Layer] = []
-        var folded = 0
-        let mfn = architecture.usesMFNBackbone
-        func conv(_ name: String, cin: Int, cout: Int, groups: Int = 1, kh: Int, kw: Int, out: (Int, Int), bias: Bool = false) {
-            let macs = cout * out.0 * out.1 * (cin / groups) * kh * kw
-            layers.append(.init(name: name, operation: .convolution(macs: macs), outputShape: [cout, out.0, out.1],
-                                parameters: cout * (cin / groups) * kh * kw + (bias ? cout : 0)))
-        }
-        func bn(_ name: String, _ shape: [Int]) {
-            layers.append(.init(name: name, operation: .batchNorm(elements: shape.reduce(1, *)), outputShape: shape, parameters: 2 * shape[0]))
-        }
-        func prelu(_ name: String, _ shape: [Int]) {
-            layers.append(.init(name: name, operation: .prelu(elements: shape.reduce(1, *)), outputShape: shape, parameters: shape[0]))
-        }
-        func pool(_ name: String, channels: Int, input: (Int, Int), output: (Int, Int)) {
-            let window = (Double(input.0) / Double(output.0)) * (Double(input.1) / Double(output.1))
-            layers.append(.init(name: name, operation: .adaptivePool(
-                inputElements: channels * input.0 * input.1, outputElements: channels * output.0 * output.1, window: window),
-                outputShape: [channels, output.0, output.1], parameters: 0))
-        }
-        func attention(_ p: String, _ att: Network.Attention, h: Int, w: Int, pools: Bool) {
-            let g = att.conv1.cin, mip = att.conv1.cout
-            if pools {
-                pool("\(p).pool_h", channels: g, input: (h, w), output: (h, 1))
-                pool("\(p).pool_w", channels: g, input: (h, w), output: (1, w))
+        var foldedMACs = 0
+        for (i, op) in graph.operations.enumerated() {
+            let out = plan.shapes[op.output]
+            let inputs = op.inputs.map { plan.shapes[$0] }
+            // Elements and NCHW shape of what each source module produces.
+            var extents: [(elements: Int, shape: [Int])] = []
+            switch op.kind {
+            case .attentionGates:
+                let map = inputs[1]
+                guard case .attention(let a) = plan.steps[i].work else { continue }
+                let mip = a.hidden
+                let positions = map.height + map.width
+                extents = [(mip * positions, [mip, positions, 1]), (mip * positions, [mip, positions, 1]),
+                           (map.channels * map.height, [map.channels, map.height, 1]), (map.channels * map.width, [map.channels, 1, map.width])]
+                foldedMACs += positions * map.channels * mip * 2
+            case .coordinatePool:
+                let x = inputs[0]
+                extents = [(x.channels * x.height, [x.channels, x.height, 1]), (x.channels * x.width, [x.channels, 1, x.width])]
+            case .depthwise(let d):
+                extents = [(out.height * out.width * d.channels, [d.channels, out.height, out.width])]
+                foldedMACs += out.height * out.width * d.channels * d.kernelHeight * d.kernelWidth
+            case .convolution(let c):
+                extents = [(out.count, [out.channels, out.height, out.width])]
+                foldedMACs += out.count * c.kernel * c.kernel * inputs[0].channels
+            case .channelConvolution:
+                extents = [(out.count, [out.channels])]
+                guard case .channelConvolution(let c) = plan.steps[i].work else { continue }
+                foldedMACs += out.count * c.positions * c.kernel
+            case .gate, .gateMap, .multiply:
+                extents = [(out.count, [out.channels, out.height, out.width])]
+                foldedMACs += out.count * (op.kind == .gate ? 2 : 1)
+            default:
+                extents = [(out.count, [out.channels, out.height, out.width])]
             }
-            conv("\(p).conv1", cin: g, cout: mip, kh: 1, kw: 1, out: (h + w, 1), bias: true)
-            bn("\(p).bn1", [mip, h + w, 1])
-            conv("\(p).conv2", cin: mip, cout: g, kh: 1, kw: 1, out: (h, 1), bias: true)
-            conv("\(p).conv3", cin: mip, cout: g, kh: 1, kw: 1, out: (w, 1), bias: true)
-            folded += (h + w) * g * mip * 2
+            for (j, source) in op.sources.enumerated() {
+                let extent = extents[min(j, extents.count - 1)]
+                let operation: ComplexityReport.Layer.Operation
+                switch source.kind {
+                case .convolution(let perOutput): operation = .convolution(macs: perOutput * extent.elements)
+                case .linear(let perOutput): operation = .linear(macs: perOutput * extent.elements)
+                case .batchNorm: operation = .batchNorm(elements: extent.elements)
+                case .prelu: operation = .prelu(elements: extent.elements)
+                case .adaptivePool:
+                    let x = inputs[0]
+                    let window = Double(x.count) / Double(max(extent.elements, 1))
+                    operation = .adaptivePool(inputElements: x.count, outputElements: extent.elements, window: window)
+                case .unused: operation = .batchNorm(elements: 0)
+                }
+                layers.append(.init(name: source.name, operation: operation, outputShape: extent.shape, parameters: source.parameters))
+            }
         }
-
-        var (h, w) = (Network.inputSize / 2, Network.inputSize / 2)
-        let s0 = network.stem, p0 = architecture.stagePrefix(0)
-        conv(mfn ? "\(p0).conv" : "\(p0).c", cin: 3, cout: s0.cout, kh: 3, kw: 3, out: (h, w))
-        bn("\(p0).bn", [s0.cout, h, w])
-        if mfn { prelu("\(p0).prelu", [s0.cout, h, w]) }
-        folded += h * w * s0.cout * 27
-        let p1 = architecture.stagePrefix(1), c1 = network.stage1.channels
-        conv(mfn ? "\(p1).conv" : "\(p1).c", cin: c1, cout: c1, groups: c1, kh: 3, kw: 3, out: (h, w))
-        bn("\(p1).bn", [c1, h, w])
-        if mfn { prelu("\(p1).prelu", [c1, h, w]) }
-        folded += h * w * c1 * 9
-
-        var repeatIndex: [Int: Int] = [:]
-        for block in network.blocks {
-            var p = architecture.stagePrefix(block.stage)
-            if block.residual {
-                let j = repeatIndex[block.stage, default: 0]
-                repeatIndex[block.stage] = j + 1
-                p += ".model.\(j)"
-            }
-            let e = block.expand, g = e.cout
-            conv("\(p).conv.conv", cin: e.cin, cout: g, kh: 1, kw: 1, out: (h, w))
-            bn("\(p).conv.bn", [g, h, w])
-            prelu("\(p).conv.prelu", [g, h, w])
-            folded += h * w * e.cin * g
-            let (oh, ow) = ((h - 1) / block.stride + 1, (w - 1) / block.stride + 1)
-            for (i, group) in block.groups.enumerated() {
-                let k = group.kernelHeight
-                conv("\(p).conv_dw.mixed_depthwise_conv.\(i)", cin: group.channels, cout: group.channels, groups: group.channels,
-                     kh: k, kw: k, out: (oh, ow))
-                folded += oh * ow * group.channels * k * k
-            }
-            if mfn {  // in the checkpoint, never run
-                layers.append(.init(name: "\(p).conv_dw.bn (unused)", operation: .batchNorm(elements: 0), outputShape: [], parameters: 2 * g))
-                layers.append(.init(name: "\(p).conv_dw.prelu (unused)", operation: .prelu(elements: 0), outputShape: [], parameters: g))
-            }
-            attention("\(p).CA", block.attention, h: oh, w: ow, pools: true)
-            folded += oh * ow * g * 2
-            let pr = block.project
-            conv("\(p).project.conv", cin: g, cout: pr.cout, kh: 1, kw: 1, out: (oh, ow))
-            bn("\(p).project.bn", [pr.cout, oh, ow])
-            folded += oh * ow * g * pr.cout
-            (h, w) = (oh, ow)
-        }
-        let p8 = architecture.stagePrefix(8)
-        var c = network.featureChannels
-        if let pw = network.stage8.pointwise {
-            conv("\(p8).conv", cin: pw.cin, cout: pw.cout, kh: 1, kw: 1, out: (h, w))
-            bn("\(p8).bn", [pw.cout, h, w])
-            prelu("\(p8).prelu", [pw.cout, h, w])
-            folded += h * w * pw.cin * pw.cout
-        } else {
-            conv("\(p8).conv.c", cin: c, cout: c, groups: c, kh: 3, kw: 3, out: (h, w))
-            bn("\(p8).conv.bn", [c, h, w])
-            conv("\(p8).conv1", cin: c, cout: c, groups: c, kh: 1, kw: 1, out: (h, w), bias: true)
-            bn("\(p8).bn", [c, h, w])
-            folded += h * w * c * 9
-        }
-
-        switch network.head {
-        case .spatialBias(let reduce, _, _, let fc):
-            let r = reduce.cout, length = r - 2
-            conv("sb.feature_reduction.0", cin: c, cout: r, kh: 1, kw: 1, out: (h, w))
-            bn("sb.feature_reduction.1", [r, h, w])
-            pool("sb.pool", channels: r, input: (h, w), output: (2, 2))
-            layers.append(.init(name: "sb.sb_conv", operation: .convolution(macs: 4 * length * 4 * 3), outputShape: [4, length], parameters: 4 * 4 * 3 + 4))
-            layers.append(.init(name: "fc", operation: .linear(macs: fc.cin * fc.cout), outputShape: [fc.cout], parameters: fc.cin * fc.cout + fc.cout))
-            layers.append(.init(name: "bn (unused)", operation: .batchNorm(elements: 0), outputShape: [], parameters: 2 * fc.cout))
-            folded += h * w * c * r + 4 * length * 12 + fc.cin * fc.cout
-        case .embedding(_, let linear):
-            conv("conv_6_dw.conv", cin: c, cout: c, groups: c, kh: h, kw: w, out: (1, 1))
-            bn("conv_6_dw.bn", [c, 1, 1])
-            layers.append(.init(name: "linear", operation: .linear(macs: linear.cin * linear.cout), outputShape: [linear.cout], parameters: linear.cin * linear.cout))
-            bn("bn", [linear.cout])
-            folded += c * h * w + linear.cin * linear.cout
-        case .ddam(let heads, _, let fc):
-            for (i, head) in heads.enumerated() {
-                let p = "cat_head\(i).CoordAtt"
-                conv("\(p).Linear_h.conv", cin: c, cout: c, groups: c, kh: 1, kw: w, out: (h, 1))
-                bn("\(p).Linear_h.bn", [c, h, 1])
-                conv("\(p).Linear_w.conv", cin: c, cout: c, groups: c, kh: h, kw: 1, out: (1, w))
-                bn("\(p).Linear_w.bn", [c, 1, w])
-                attention(p, head.attention, h: h, w: w, pools: false)
-                layers.append(.init(name: "\(p).Linear (unused)", operation: .batchNorm(elements: 0), outputShape: [],
-                                    parameters: c * h * w + 2 * c))
-                folded += 2 * c * h * w + h * w * c
-            }
-            conv("Linear.conv", cin: c, cout: c, groups: c, kh: h, kw: w, out: (1, 1))
-            bn("Linear.bn", [c, 1, 1])
-            layers.append(.init(name: "fc", operation: .linear(macs: fc.cin * fc.cout), outputShape: [fc.cout], parameters: fc.cin * fc.cout + fc.cout))
-            layers.append(.init(name: "bn (unused)", operation: .batchNorm(elements: 0), outputShape: [], parameters: 2 * fc.cout))
-            folded += c * h * w * 2 + fc.cin * fc.cout
-            c = fc.cout
+        for source in graph.unused {
+            layers.append(.init(name: source.name, operation: .batchNorm(elements: 0), outputShape: [], parameters: source.parameters))
         }
         return ComplexityReport(architecture: architecture, layers: layers, parameters: originalParameterCount,
-                                foldedParameters: network.parameterCount, foldedMACs: folded)
+                                foldedParameters: folded.valueCount, foldedMACs: foldedMACs)
     }
 }

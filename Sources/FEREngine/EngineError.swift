@@ -8,13 +8,18 @@ public enum EngineError: Error, CustomStringConvertible, Equatable {
     case unusableTensor(name: String, reason: String)
     /// A fused model file whose metadata or tensors are not what this runtime writes.
     case invalidFusedModel(String)
+    /// A plan whose operations do not fit together (a hostile or damaged fused file, or an input
+    /// size the network cannot take): the operation's index and stage, and why.
+    case invalidPlan(operation: Int, stage: String, reason: String)
+    /// A weight whose shape is not what the operation using it needs.
+    case planShape(operation: Int, stage: String, key: String, expected: [Int], actual: [Int])
     /// An input tensor of the wrong shape.
     case inputShape(expected: String, got: [Int])
 
     public var description: String {
         switch self {
         case .unrecognisedArchitecture(let keys):
-            return "unrecognised architecture: the keys match none of LFNSB, LFN, MFN or DDAMNet (first keys: \(keys.joined(separator: ", ")))"
+            return "unrecognised architecture: the keys match none of LFNSB, LFN, MFN, DDAMNet or RetinaFace (first keys: \(keys.joined(separator: ", ")))"
         case .weightMismatch(let architecture, let missing, let unexpected, let shapes):
             var lines = ["checkpoint does not fit \(architecture):"]
             func list(_ title: String, _ items: [String]) {
@@ -32,6 +37,10 @@ public enum EngineError: Error, CustomStringConvertible, Equatable {
             return "tensor '\(name)': \(reason)"
         case .invalidFusedModel(let reason):
             return "invalid fused model file: \(reason)"
+        case .invalidPlan(let operation, let stage, let reason):
+            return "operation \(operation) (\(stage.isEmpty ? "?" : stage)): \(reason)"
+        case .planShape(let operation, let stage, let key, let expected, let actual):
+            return "operation \(operation) (\(stage)): weight '\(key)' has shape \(actual), expected \(expected)"
         case .inputShape(let expected, let got):
             return "input has shape \(got), expected \(expected)"
         }

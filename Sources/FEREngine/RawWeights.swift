@@ -56,9 +56,21 @@ struct RawWeights {
     /// Marks `name` as deliberately unused (it may be absent).
     mutating func ignore(_ name: String) { if tensors[name] != nil { used.insert(name) } }
 
-    /// Marks every key starting with `prefix` as deliberately unused.
-    mutating func ignore(prefix: String) {
-        for name in order where name.hasPrefix(prefix) { used.insert(name) }
+    /// Marks every key starting with `prefix` as deliberately unused; returns how many learnable
+    /// parameters they hold (BatchNorm running statistics excluded).
+    @discardableResult
+    mutating func ignore(prefix: String) -> Int {
+        var parameters = 0
+        for name in order where name.hasPrefix(prefix) {
+            used.insert(name)
+            if !RawWeights.isBuffer(name) { parameters += tensors[name]!.shape.reduce(1, *) }
+        }
+        return parameters
+    }
+
+    /// BatchNorm running statistics: in the state_dict, not among `model.parameters()`.
+    static func isBuffer(_ name: String) -> Bool {
+        name.hasSuffix(".running_mean") || name.hasSuffix(".running_var") || name.hasSuffix(".num_batches_tracked")
     }
 
     /// Folded BatchNorm `y = x * scale + shift` from `prefix.{weight,bias,running_mean,running_var}`.

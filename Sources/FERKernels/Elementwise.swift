@@ -6,6 +6,8 @@ public enum Activation {
     case relu
     /// Parametric ReLU with one slope per column (channel): `x >= 0 ? x : slope[c] * x`.
     case prelu(UnsafePointer<Float>)
+    /// Leaky ReLU with one slope for every channel: `x >= 0 ? x : slope * x`.
+    case leakyRelu(Float)
     /// `x * min(max(x + 3, 0), 6) / 6`.
     case hardSwish
     /// `1 / (1 + exp(-x))`.
@@ -24,7 +26,7 @@ public enum Elementwise {
         for r in 0..<rows {
             let row = x + r * ld
             switch activation {
-            case .identity, .relu, .prelu:
+            case .identity, .relu, .prelu, .leakyRelu:
                 var c = 0
                 while c < vectorEnd {
                     var v = loadVector(row + c)
@@ -33,6 +35,7 @@ public enum Elementwise {
                     switch activation {
                     case .relu: v.replace(with: 0, where: v .< 0)
                     case .prelu(let slope): v.replace(with: v * loadVector(slope + c), where: v .< 0)
+                    case .leakyRelu(let slope): v.replace(with: v * slope, where: v .< 0)
                     default: break
                     }
                     storeVector(v, row + c)
@@ -43,6 +46,7 @@ public enum Elementwise {
                     switch activation {
                     case .relu: v = max(v, 0)
                     case .prelu(let slope): if v < 0 { v *= slope[c] }
+                    case .leakyRelu(let slope): if v < 0 { v *= slope }
                     default: break
                     }
                     row[c] = v
@@ -95,6 +99,17 @@ public enum Elementwise {
         let e = p * r * r + r + 1
         let exponentBits = (unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- 0x4B40_0000 &+ 127) &<< 23
         return e * unsafeBitCast(exponentBits, to: SIMD8<Float>.self)
+    }
+
+    /// `y[i] += x[i]` for `count` values.
+    public static func add(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int) {
+        let vectorEnd = count & ~7
+        var i = 0
+        while i < vectorEnd {
+            storeVector(loadVector(y + i) + loadVector(x + i), y + i)
+            i += 8
+        }
+        while i < count { y[i] += x[i]; i += 1 }
     }
 
     /// `y[i] = max(y[i], x[i])` for `count` values.

@@ -62,6 +62,7 @@ public final class FERClassifier: @unchecked Sendable {
     /// counts get `class N`. Throws ``ClassifierError/labelCount(expected:got:)`` on a mismatch.
     public init(model: FERModel, labels: [String]? = nil, maxBatch: Int = 8, threads: Int = 1) throws {
         precondition(maxBatch >= 1 && threads >= 1, "maxBatch and threads must be at least 1")
+        guard model.outputWidth > 0 else { throw ClassifierError.notAClassifier(model.architecture.description) }
         self.model = model
         self.maxBatch = maxBatch
         self.threads = threads
@@ -103,14 +104,14 @@ public final class FERClassifier: @unchecked Sendable {
     /// Classifies normalised inputs `[N, 3, 112, 112]` or `[3, 112, 112]`.
     public func classify(tensor: Tensor) throws -> [Classification] {
         let shape = tensor.shape.count == 3 ? [1] + tensor.shape : tensor.shape
-        guard shape.count == 4, shape[1] == 3, shape[2] == 112, shape[3] == 112 else {
-            throw EngineError.inputShape(expected: "[N, 3, 112, 112] or [3, 112, 112]", got: tensor.shape)
+        guard shape.count == 4, Array(shape.dropFirst()) == FERModel.inputShape else {
+            throw EngineError.inputShape(expected: "[N, \(FERModel.inputShape.map(String.init).joined(separator: ", "))] or \(FERModel.inputShape)", got: tensor.shape)
         }
         return try run(tensor.data, count: shape[0])
     }
 
     private func run(_ nchw: [Float], count: Int) throws -> [Classification] {
-        let plane = 3 * 112 * 112
+        let plane = FERModel.inputShape.reduce(1, *)
         let session = borrow()
         defer { giveBack(session) }
         var results: [Classification] = []
@@ -160,10 +161,13 @@ public enum ClassifierError: Error, Equatable, CustomStringConvertible {
     case labelCount(expected: Int, got: Int)
     /// No model was given and the default one was not found.
     case noModel
+    /// The model gives neither logits nor an embedding (the face detector).
+    case notAClassifier(String)
 
     public var description: String {
         switch self {
         case .labelCount(let expected, let got): return "\(got) label names for a model with \(expected) classes"
+        case .notAClassifier(let architecture): return "\(architecture) is a face detector, not a classifier or embedder"
         case .noModel: return "no model given and \(DefaultModel.relativePath) not found (pass --model FILE or set FER_MODEL)"
         }
     }

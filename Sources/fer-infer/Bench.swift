@@ -52,7 +52,7 @@ struct Bench: ParsableCommand {
         let loadMs = Double(DispatchTime.now().uptimeNanoseconds - loadStart) / 1e6
 
         var state: UInt64 = 0x5EED
-        let input = (0..<batch * 3 * 112 * 112).map { _ -> Float in
+        let input = (0..<batch * model.graph.inputChannels * model.inputSize.height * model.inputSize.width).map { _ -> Float in
             state = state &* 6364136223846793005 &+ 1442695040888963407
             return Float(Int64(bitPattern: state) >> 40) / Float(1 << 23)
         }

@@ -71,7 +71,7 @@ final class EngineFixtureTests: XCTestCase {
                 if name == "features.5.3.project.bias" { t.data = t.data.map { $0 + 0.5 } }
                 try broken.add(name, t)
             }
-            let drift = try StageComparison.compare(try FERModel(folded: broken), input: input, expected: { Fixtures.stage(expected, $0) })
+            let drift = try StageComparison.compare(try FERModel(folded: broken, graph: model.graph), input: input, expected: { Fixtures.stage(expected, $0) })
             let stage5 = ["lfn": "conv_4", "mfn": "conv_4"][c.form] ?? "features.5"
             XCTAssertEqual(drift.firstDrift?.stage, stage5, "\(c.form): \(drift)")
         }

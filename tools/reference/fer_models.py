@@ -13,6 +13,12 @@ Models:
     DDAMNet(num_class, num_head) MFN backbone (as `features`) + attention heads;
                                forward -> (logits, featuremap, [head_0, ..., head_{n-1}])
 
+Architecture variants (for loader tests; the defaults are the published models):
+    LFNSB2 / LFN: `ca_reduction` (backbone coordinate attention hidden width max(8, G // ca_reduction),
+    default 32) and `blocks` (residual blocks in stages 3, 5, 7, default (9, 16, 6)).
+    DDAMNet: `head_groups` (head attention hidden width max(8, 512 // head_groups), default 32).
+    These arguments are not stored on the modules, so pickles of default models are unchanged.
+
 `capture(model, names)` records the outputs of named submodules (forward hooks) during a
 forward pass; `STAGES[...]` lists, per model kind, the submodules whose outputs are the
 stages we export as fixtures.
@@ -35,7 +41,7 @@ __all__ = [
     "Conv2dBN", "ConvBlock", "LinearBlock", "MixedDepthwiseConv", "CoordAtt", "MixBlock",
     "MixResidual", "RepVGGDW", "SpatialBias", "LFNSB2", "LFN", "MixedFeatureNet", "MFN",
     "CoordAttHead", "HeadCoordAtt", "DDAMNet", "capture", "stage_names", "l2_normalize",
-    "LFN_STAGE_NAMES", "MFN_STAGE_NAMES",
+    "LFN_STAGE_NAMES", "MFN_STAGE_NAMES", "LFN_BLOCKS",
 ]
 
 
@@ -115,11 +121,12 @@ class MixedDepthwiseConv(nn.Module):
 
 
 class CoordAtt(nn.Module):
-    """Coordinate attention of the backbone blocks; out = in * s_w * s_h. mip = max(8, G // 32)."""
+    """Coordinate attention of the backbone blocks; out = in * s_w * s_h.
+    mip = max(8, G // reduction); the published models use reduction 32."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, reduction: int = 32):
         super().__init__()
-        mip = max(8, channels // 32)
+        mip = max(8, channels // reduction)
         self.conv1 = nn.Conv2d(channels, mip, 1, bias=True)
         self.bn1 = nn.BatchNorm2d(mip)
         self.act = HSwish()
@@ -143,12 +150,12 @@ class MixBlock(nn.Module):
 
     def __init__(self, cin: int, cout: int, width: int, kernels: Sequence[int],
                  splits: Sequence[int], stride: int = 1, residual: bool = False,
-                 mfn: bool = False):
+                 mfn: bool = False, ca_reduction: int = 32):
         super().__init__()
         self.residual = residual
         self.conv = ConvBlock(cin, width, 1)
         self.conv_dw = MixedDepthwiseConv(width, kernels, splits, stride, with_bn_prelu=mfn)
-        self.CA = CoordAtt(width)
+        self.CA = CoordAtt(width, ca_reduction)
         self.project = LinearBlock(width, cout, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -160,10 +167,11 @@ class MixResidual(nn.Module):
     """`num_block` residual MixBlocks in `self.model` (keys `model.J.*`)."""
 
     def __init__(self, channels: int, num_block: int, width: int, kernels: Sequence[int],
-                 splits: Sequence[int], mfn: bool = False):
+                 splits: Sequence[int], mfn: bool = False, ca_reduction: int = 32):
         super().__init__()
         self.model = nn.Sequential(*[
-            MixBlock(channels, channels, width, kernels, splits, 1, residual=True, mfn=mfn)
+            MixBlock(channels, channels, width, kernels, splits, 1, residual=True, mfn=mfn,
+                     ca_reduction=ca_reduction)
             for _ in range(num_block)
         ])
 
@@ -212,18 +220,24 @@ MFN_STAGE_NAMES = ["conv1", "conv2_dw", "conv_23", "conv_3", "conv_34", "conv_4"
                    "conv_5", "conv_6_sep"]
 
 
-def _lfn_stages() -> List[nn.Module]:
-    """LFN backbone stages 0-8 (input 3x112x112 -> 256x7x7)."""
+LFN_BLOCKS = (9, 16, 6)   # residual blocks in stages 3, 5, 7
+
+
+def _lfn_stages(ca_reduction: int = 32, blocks: Sequence[int] = LFN_BLOCKS) -> List[nn.Module]:
+    """LFN backbone stages 0-8 (input 3x112x112 -> 256x7x7). The arguments only exist for
+    architecture variants; the published model is the default."""
+    r = ca_reduction
+    b3, b5, b7 = blocks
     return [
-        Conv2dBN(3, 64, 3, 2, 1),                                     # 0: 112 -> 56
-        Conv2dBN(64, 64, 3, 1, 1, groups=64),                         # 1
-        MixBlock(64, 64, 96, [3, 5], [64, 32], stride=2),             # 2: 56 -> 28
-        MixResidual(64, 9, 96, [3], [96]),                            # 3
-        MixBlock(64, 128, 192, [3, 5], [128, 64], stride=2),          # 4: 28 -> 14
-        MixResidual(128, 16, 192, [3], [192]),                        # 5
-        MixBlock(128, 256, 768, [3, 5, 7], [256, 256, 256], stride=2),  # 6: 14 -> 7
-        MixResidual(256, 6, 342, [3, 5], [172, 170]),                 # 7
-        RepVGGDW(256),                                                # 8
+        Conv2dBN(3, 64, 3, 2, 1),                                                   # 0: 112 -> 56
+        Conv2dBN(64, 64, 3, 1, 1, groups=64),                                       # 1
+        MixBlock(64, 64, 96, [3, 5], [64, 32], stride=2, ca_reduction=r),           # 2: 56 -> 28
+        MixResidual(64, b3, 96, [3], [96], ca_reduction=r),                         # 3
+        MixBlock(64, 128, 192, [3, 5], [128, 64], stride=2, ca_reduction=r),        # 4: 28 -> 14
+        MixResidual(128, b5, 192, [3], [192], ca_reduction=r),                      # 5
+        MixBlock(128, 256, 768, [3, 5, 7], [256, 256, 256], stride=2, ca_reduction=r),  # 6: 14 -> 7
+        MixResidual(256, b7, 342, [3, 5], [172, 170], ca_reduction=r),              # 7
+        RepVGGDW(256),                                                              # 8
     ]
 
 
@@ -271,11 +285,13 @@ class SpatialBias(nn.Module):
 
 class LFNSB2(nn.Module):
     """LFNSB classifier: LFN backbone (`features.0`-`features.8`) -> Spatial Bias -> fc.
-    Forward returns (logits, featuremap). `bn` is kept for the checkpoint but not used."""
+    Forward returns (logits, featuremap). `bn` is kept for the checkpoint but not used.
+    `ca_reduction` and `blocks` describe architecture variants (see `_lfn_stages`)."""
 
-    def __init__(self, num_class: int = 7):
+    def __init__(self, num_class: int = 7, ca_reduction: int = 32,
+                 blocks: Sequence[int] = LFN_BLOCKS):
         super().__init__()
-        self.features = nn.Sequential(*_lfn_stages())
+        self.features = nn.Sequential(*_lfn_stages(ca_reduction, blocks))
         self.sb = SpatialBias(256, 66)
         self.fc = nn.Linear(256, num_class)
         self.bn = nn.BatchNorm1d(num_class)   # unused by forward
@@ -287,11 +303,13 @@ class LFNSB2(nn.Module):
 
 
 class LFN(nn.Module):
-    """LFN embedding network (stages with attribute names, 256-d L2-normalised embedding)."""
+    """LFN embedding network (stages with attribute names, 256-d L2-normalised embedding).
+    `ca_reduction` and `blocks` describe architecture variants (see `_lfn_stages`)."""
 
-    def __init__(self, embedding_size: int = 256):
+    def __init__(self, embedding_size: int = 256, ca_reduction: int = 32,
+                 blocks: Sequence[int] = LFN_BLOCKS):
         super().__init__()
-        for name, stage in zip(LFN_STAGE_NAMES, _lfn_stages()):
+        for name, stage in zip(LFN_STAGE_NAMES, _lfn_stages(ca_reduction, blocks)):
             self.add_module(name, stage)
         self.conv_6_dw = LinearBlock(256, 256, 7, 1, 0, groups=256)
         self.linear = nn.Linear(256, embedding_size, bias=False)
@@ -364,9 +382,11 @@ class HeadCoordAtt(nn.Module):
 
 
 class CoordAttHead(nn.Module):
-    def __init__(self):
+    """One DDAMNet attention head; hidden width max(8, 512 // groups) (32 in the published model)."""
+
+    def __init__(self, groups: int = 32):
         super().__init__()
-        self.CoordAtt = HeadCoordAtt(512)
+        self.CoordAtt = HeadCoordAtt(512, groups=groups)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.CoordAtt(x)
@@ -374,14 +394,15 @@ class CoordAttHead(nn.Module):
 
 class DDAMNet(nn.Module):
     """DDAMFN classifier: MFN backbone as `features`, `num_head` attention heads, 7x7
-    depthwise `Linear`, `fc`. Forward returns (logits, featuremap, heads). `bn` unused."""
+    depthwise `Linear`, `fc`. Forward returns (logits, featuremap, heads). `bn` unused.
+    `head_groups` sets each head's attention hidden width, max(8, 512 // head_groups)."""
 
-    def __init__(self, num_class: int = 7, num_head: int = 2):
+    def __init__(self, num_class: int = 7, num_head: int = 2, head_groups: int = 32):
         super().__init__()
         self.num_head = num_head
         self.features = nn.Sequential(*_mfn_stages())
         for i in range(num_head):
-            self.add_module(f"cat_head{i}", CoordAttHead())
+            self.add_module(f"cat_head{i}", CoordAttHead(head_groups))
         self.Linear = LinearBlock(512, 512, 7, 1, 0, groups=512)
         self.fc = nn.Linear(512, num_class)
         self.bn = nn.BatchNorm1d(num_class)   # unused by forward

@@ -1,0 +1,232 @@
+import FERCheckpoint
+import FEREngine
+import FERTensor
+import Foundation
+import XCTest
+
+/// The layer plan: variants a user gets by changing one constructor argument, a second network
+/// (RetinaFace) at several input sizes, checkpoints whose shapes do not chain, and the memory
+/// planner's one promise (buffers alive at the same time never overlap).
+final class PlanTests: XCTestCase {
+    private func variant(_ name: String) -> String {
+        Fixtures.directory.appendingPathComponent("variants/\(name)/model.pth").path
+    }
+
+    private func variantExpected(_ name: String, _ output: String) throws -> Tensor {
+        try NPY.read(path: Fixtures.directory.appendingPathComponent("variants/\(name)/random-b2.\(output).npy").path)
+    }
+
+    func testEveryVariantMatchesPyTorch() throws {
+        let input = try Fixtures.input("random-b2")
+        let architectures: [String: Architecture] = [
+            "lfnsb7-ca-wide": .lfnsb(classes: 7), "lfnsb7-deep": .lfnsb(classes: 7), "lfnsb3": .lfnsb(classes: 3),
+            "ddamnet7-att256": .ddamnet(classes: 7, heads: 2), "ddamnet7-4heads": .ddamnet(classes: 7, heads: 4), "lfn-deep": .lfn,
+        ]
+        for (name, architecture) in architectures.sorted(by: { $0.key < $1.key }) {
+            let model = try FERModel(contentsOf: variant(name))
+            XCTAssertEqual(model.architecture, architecture, name)
+            let prediction = try model.predict(input)
+            let embedding = !model.isClassifier
+            assertMatchesPyTorch(prediction.outputs, try variantExpected(name, embedding ? "embedding" : "logits"), embedding: embedding, name)
+            XCTAssertLessThanOrEqual(relativeError(prediction.featureMap, try variantExpected(name, "featuremap")), 1e-4, "\(name) featuremap")
+        }
+    }
+
+    func testTheWiderAttentionVariantPlansItsOwnHiddenWidth() throws {
+        // The memory-safety hole this plan closes: scratch sized by guessed widths.
+        let model = try FERModel(contentsOf: variant("ddamnet7-att256"))
+        let session = model.makeSession(batch: 1)
+        let attention = Set(session.steps.indices.filter { session.steps[$0].label == "attention gates" && session.steps[$0].stage.hasPrefix("cat_head") })
+        XCTAssertEqual(attention.count, 2)
+        let scratch = session.memoryPlan.filter { p in attention.contains { p.name == "scratch of operation \($0)" } }
+        XCTAssertEqual(scratch.map(\.count), [14 * 256, 14 * 256], "hidden layer of 256 over 7 rows and 7 columns")
+        assertNoLiveBuffersOverlap(model, session)
+    }
+
+    func testCheckpointsWhoseShapesDoNotChainAreRefusedNamingKeyAndShapes() throws {
+        for name in ["bad-project", "bad-fc", "bad-ddam-att"] {
+            let expected = try String(contentsOfFile: Fixtures.directory.appendingPathComponent("variants/\(name)/expect.txt").path, encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            XCTAssertThrowsError(try FERModel(contentsOf: variant(name)), name) { error in
+                guard case .weightMismatch(_, _, _, let shapes) = error as? EngineError else { return XCTFail("\(name): \(error)") }
+                XCTAssertEqual(shapes.first, expected, "\(name): \(shapes)")
+            }
+        }
+    }
+
+    // MARK: RetinaFace
+
+    private let retinaDirectory = Fixtures.directory.appendingPathComponent("retinaface")
+
+    private func retinaFace() throws -> FERModel {
+        try FERModel(contentsOf: Fixtures.root.appendingPathComponent("weights/retinaface-mobilenet0.25.pth").path)
+    }
+
+    func testRetinaFaceHeadsMatchPyTorchAtThreeInputSizes() throws {
+        let model = try retinaFace()
+        XCTAssertEqual(model.architecture, .retinaFace)
+        for size in ["320x320", "443x640", "75x101"] {
+            let input = try NPY.read(path: retinaDirectory.appendingPathComponent("input-\(size).npy").path)
+            let outputs = try model.evaluate(input)
+            for name in ["boxes", "scores", "landmarks"] {
+                let expected = try NPY.read(path: retinaDirectory.appendingPathComponent("\(size).\(name).npy").path)
+                let actual = try XCTUnwrap(outputs[name], "\(size) \(name)")
+                XCTAssertEqual(actual.shape, expected.shape, "\(size) \(name)")
+                XCTAssertLessThanOrEqual(relativeError(actual, expected), 1e-4, "\(size) \(name)")
+            }
+        }
+    }
+
+    func testRetinaFaceStagesMatchAndBatchesAgreeWithSingleImages() throws {
+        let model = try retinaFace()
+        let input = try NPY.read(path: retinaDirectory.appendingPathComponent("input-75x101.npy").path)
+        let report = try StageComparison.compare(model, input: input) {
+            try? NPY.read(path: self.retinaDirectory.appendingPathComponent("stages/75x101/\($0).npy").path)
+        }
+        XCTAssertEqual(report.compared.count, 9, "\(report)")
+        XCTAssertNil(report.firstDrift, "\(report)")
+
+        let pair = try NPY.read(path: retinaDirectory.appendingPathComponent("input-320x320.npy").path)
+        let session = try model.makeSession(batch: 2, height: 320, width: 320, threads: 2)
+        try pair.data.withUnsafeBufferPointer { try session.run(nchw: $0, batch: 2) }
+        let scores = try NPY.read(path: retinaDirectory.appendingPathComponent("320x320.scores.npy").path)
+        let got = Tensor(shape: scores.shape, data: Array(try XCTUnwrap(session.output("scores"))))
+        XCTAssertLessThanOrEqual(relativeError(got, scores), 1e-4)
+    }
+
+    func testPlansForOtherSizesAreMadeOnDemandAndImpossibleSizesRefused() throws {
+        let model = try retinaFace()
+        let session = try model.makeSession(batch: 1, height: 75, width: 101)
+        XCTAssertEqual(session.inputSize.height, 75)
+        assertNoLiveBuffersOverlap(model, session)
+        XCTAssertThrowsError(try model.makeSession(batch: 1, height: 0, width: 10))
+        // DDAMNet's head only fits its training size: its 1x7 and 7x1 convolutions assume a 7x7 map.
+        let ddamnet = try FERModel(contentsOf: Fixtures.directory.appendingPathComponent("models/ddamnet8-1head/model.pth").path)
+        XCTAssertThrowsError(try ddamnet.makeSession(batch: 1, height: 128, width: 128)) { error in
+            XCTAssertTrue("\(error)".contains("(cat_head0): pooled rows and columns 32x1x512 do not fit a 8x8x512 map"), "\(error)")
+        }
+        // LFNSB's adaptive pooling takes other sizes, as in PyTorch.
+        let lfnsb = try FERModel(contentsOf: Fixtures.root.appendingPathComponent("weights/lfnsb7-seeded.pth").path)
+        XCTAssertEqual(try lfnsb.makeSession(batch: 1, height: 128, width: 128).inputSize.width, 128)
+    }
+
+    // MARK: Memory planner
+
+    func testLiveBuffersNeverOverlapInAnyFixturePlan() throws {
+        for c in try Fixtures.checkpoints() where c.expected != nil && c.form.hasSuffix("bare") || ["lfn", "mfn", "ddamnet8-1head"].contains(c.form) {
+            let model = try FERModel(contentsOf: c.path)
+            assertNoLiveBuffersOverlap(model, model.makeSession(batch: 1))
+        }
+        let detector = try retinaFace()
+        assertNoLiveBuffersOverlap(detector, try detector.makeSession(batch: 1, height: 443, width: 640))
+    }
+
+    func testThePlannerReusesMemoryOfBuffersThatAreNoLongerLive() {
+        // a [0,1] and c [2,3] never meet: c reuses a's place; b [1,2] meets both.
+        let buffers = [MemoryPlanner.Buffer(size: 100, first: 0, last: 1), .init(size: 50, first: 1, last: 2), .init(size: 100, first: 2, last: 3)]
+        let (offsets, size) = MemoryPlanner.place(buffers)
+        XCTAssertEqual(offsets[0], offsets[2])
+        XCTAssertEqual(size, 112 + 64)
+        XCTAssertTrue(offsets[1] >= 112 || offsets[1] + 64 <= offsets[0])
+    }
+
+    /// Every pair of buffers (tensors and scratch) whose lifetimes meet occupies disjoint floats.
+    /// Tensor lifetimes are worked out here from the graph, independently of the planner.
+    private func assertNoLiveBuffersOverlap(_ model: FERModel, _ session: InferenceSession, file: StaticString = #filePath, line: UInt = #line) {
+        let graph = model.graph
+        var spans: [(name: String, first: Int, last: Int, start: Int, end: Int)] = []
+        for p in session.memoryPlan {
+            var (first, last) = (p.first, p.last)
+            if p.name.hasPrefix("tensor "), let t = Int(p.name.dropFirst(7)) {
+                first = t == 0 ? -1 : Int.max
+                last = -1
+                for (i, op) in graph.operations.enumerated() where op.output == t || op.inputs.contains(t) {
+                    if op.output == t { first = min(first, i) }
+                    last = max(last, i)
+                }
+                if graph.outputs.contains(where: { $0.tensor == t }) { last = graph.operations.count }
+            }
+            spans.append((p.name, first, max(first, last), p.offset, p.offset + p.count))
+        }
+        XCTAssertEqual(spans.filter { $0.name.hasPrefix("tensor") }.count, graph.tensorCount, file: file, line: line)
+        for a in 0..<spans.count {
+            XCTAssertLessThanOrEqual(spans[a].end, session.arenaFloatsPerImage, file: file, line: line)
+            for b in (a + 1)..<spans.count where spans[a].first <= spans[b].last && spans[b].first <= spans[a].last {
+                let disjoint = spans[a].end <= spans[b].start || spans[b].end <= spans[a].start
+                if !disjoint { return XCTFail("\(spans[a]) and \(spans[b]) overlap while both live", file: file, line: line) }
+            }
+        }
+    }
+}
+
+/// Fused model files carry the graph: they run without architecture code, and a tampered graph
+/// is refused with the operation and the reason, never run.
+final class FusedGraphTests: XCTestCase {
+    private var directory: URL!
+
+    override func setUpWithError() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("fer-graph-\(getpid())-\(name.hashValue)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(at: directory) }
+
+    func testDetectorAndVariantsRoundTripThroughFusedFiles() throws {
+        let cases: [(String, String)] = [
+            ("retinaface", Fixtures.root.appendingPathComponent("weights/retinaface-mobilenet0.25.pth").path),
+            ("lfnsb7-deep", Fixtures.directory.appendingPathComponent("variants/lfnsb7-deep/model.pth").path),
+        ]
+        for (name, path) in cases {
+            let original = try FERModel(contentsOf: path)
+            let fused = directory.appendingPathComponent("\(name).safetensors").path
+            try FusedModelFile.write(original, to: fused)
+            let loaded = try FERModel(contentsOf: fused)
+            XCTAssertEqual(loaded.graph, original.graph, name)
+            let input = name == "retinaface"
+                ? try NPY.read(path: Fixtures.directory.appendingPathComponent("retinaface/input-75x101.npy").path)
+                : try Fixtures.input("random-b1")
+            let (a, b) = (try loaded.evaluate(input), try original.evaluate(input))
+            XCTAssertEqual(a.keys.sorted(), b.keys.sorted(), name)
+            for key in a.keys { XCTAssertEqual(a[key], b[key], "\(name) \(key)") }
+        }
+    }
+
+    /// Writes `model`'s fused file with its graph edited by `edit`, and loads it.
+    private func load(tampering edit: (inout ModelGraph) -> Void) throws -> FERModel {
+        let model = try FERModel(contentsOf: Fixtures.root.appendingPathComponent("weights/lfnsb7-seeded.pth").path)
+        let original = directory.appendingPathComponent("original.safetensors").path
+        let path = directory.appendingPathComponent("tampered.safetensors").path
+        try FusedModelFile.write(model, to: original)
+        let checkpoint = try Checkpoint.load(path: original)
+        var graph = model.graph
+        edit(&graph)
+        var metadata = checkpoint.metadata
+        metadata["graph"] = String(decoding: try JSONEncoder().encode(graph), as: UTF8.self)
+        try SafeTensors.write(checkpoint.tensors, metadata: metadata, to: path)
+        return try FERModel(contentsOf: path)
+    }
+
+    func testATamperedGraphIsRefusedWithTheOperationAndTheReason() throws {
+        let edits: [(String, (inout ModelGraph) -> Void, String)] = [
+            ("input out of range", { $0.operations[3].inputs = [10_000] }, "out of range"),
+            ("read before written", { $0.operations[1].inputs = [$0.tensorCount - 1] }, "before anything writes it"),
+            ("weight of another shape", { g in
+                if case .convolution(var c) = g.operations[0].kind { c.weight = "fc.weight"; g.operations[0].kind = .convolution(c) }
+            }, "fc.weight"),
+            ("missing weight", { g in
+                if case .depthwise(var d) = g.operations[1].kind { d.weight = "nope"; g.operations[1].kind = .depthwise(d) }
+            }, "missing weight 'nope'"),
+            ("kernel larger than its input", { g in
+                if case .depthwise(var d) = g.operations[1].kind { d.kernelHeight = 500; g.operations[1].kind = .depthwise(d) }
+            }, "does not fit"),
+            ("output nothing writes", { $0.outputs[0].tensor = 99_999 }, "featureMap"),
+            ("a huge pool", { $0.operations.append(Operation(.adaptiveAveragePool(height: 1 << 40, width: 1), inputs: [0], output: 1, stage: "x")) },
+             "adaptive pool"),
+        ]
+        for (label, edit, needle) in edits {
+            XCTAssertThrowsError(try load(tampering: edit), label) { error in
+                XCTAssertTrue("\(error)".contains(needle), "\(label): \(error)")
+            }
+        }
+    }
+}
