@@ -1,10 +1,14 @@
 import FERKernels
+import FERTensor
+
 /// Graph builder for LFNSB, LFN, MFN and DDAMNet: the LFN or MixedFeatureNet backbone and each
 /// model's head (models.md sections 1-3).
 ///
 /// Only the topology is written here: stage order, strides, which stages repeat a residual
 /// block, where PReLUs and BatchNorms sit. Widths, block counts, kernel sizes, attention widths,
 /// class and head counts are read from the checkpoint.
+import FERTensor
+
 enum LFNFamily {
     static func build(_ architecture: Architecture, _ raw: RawWeights) throws -> (ModelGraph, FoldedParameters) {
         var b = GraphBuilder(raw: raw, architecture: architecture)
@@ -114,7 +118,7 @@ enum LFNFamily {
             preconditionFailure("RetinaFace has its own builder")
         }
         try b.raw.finish(architecture)
-        return (b.graph(inputChannels: 3, inputSize: 112), b.folded)
+        return (b.graph(inputChannels: ModelInput.channels, inputSize: ModelInput.size), b.folded)
     }
 
     /// Logits, their softmax, and the published-but-unused BatchNorm1d `bn`.

@@ -16,6 +16,11 @@ public enum LabelSet: String, CaseIterable, Sendable {
         }
     }
 
+    /// Default names for a class count: the label set ``defaultFor(classes:)`` picks, else `class N`.
+    public static func names(forClasses classes: Int) -> [String] {
+        defaultFor(classes: classes)?.names ?? (0..<classes).map { "class \($0)" }
+    }
+
     /// The default for a class count: RAF-DB for 7, AffectNet-8 for 8, none otherwise.
     public static func defaultFor(classes: Int) -> LabelSet? {
         switch classes {

@@ -81,7 +81,7 @@ public final class FERModel: @unchecked Sendable {
     /// Channels of the backbone's feature map (0 for the detector).
     public var featureChannels: Int { graph.output("featureMap").map { defaultPlan.shapes[$0.tensor].channels } ?? 0 }
     /// The expected input of the classifiers: `[N, 3, 112, 112]`, normalised with the ImageNet mean and std.
-    public static let inputShape = [3, ModelInput.size, ModelInput.size]
+    public static let inputShape = ModelInput.shape
     /// This model's own input size, `(height, width)`.
     public var inputSize: (height: Int, width: Int) { (defaultPlan.height, defaultPlan.width) }
 
@@ -126,12 +126,6 @@ public final class FERModel: @unchecked Sendable {
         session.capturesFeatureMap = features
         return session
     }
-}
-
-/// The one place the classifiers' input size is written down.
-public enum ModelInput {
-    /// Height and width of the aligned face crops the classifiers take.
-    public static let size = 112
 }
 
 extension Operation {

@@ -6,7 +6,7 @@ import FERTensor
 /// rounded to float32 first, as `torch.as_tensor` does). Matches torchvision 0.28 bit for bit.
 public enum Preprocessing {
     /// The model input side, 112.
-    public static let inputSize = RGBImage.modelInputSize
+    public static let inputSize = ModelInput.size
     /// ImageNet channel means (R, G, B) as float32.
     public static let mean: [Float] = [0.485, 0.456, 0.406]
     /// ImageNet channel standard deviations (R, G, B) as float32.
@@ -45,6 +45,45 @@ public enum Preprocessing {
                 }
             }
         }
+    }
+
+    /// ToTensor + Normalize of `image` into `output` in the image's own channel-last layout
+    /// (height, width, 3): the layout the engine runs on, so no transposition happens in between.
+    public static func normalize(_ image: RGBImage, channelsLastInto output: UnsafeMutableBufferPointer<Float>) {
+        let count = 3 * image.width * image.height
+        precondition(output.count >= count, "output holds \(output.count) floats, needs \(count)")
+        image.pixels.withUnsafeBufferPointer { px in
+            lookup.withUnsafeBufferPointer { table in
+                let (src, dst, t) = (px.baseAddress!, output.baseAddress!, table.baseAddress!)
+                var i = 0
+                while i < count {
+                    dst[i] = t[Int(src[i])]
+                    dst[i + 1] = t[256 + Int(src[i + 1])]
+                    dst[i + 2] = t[512 + Int(src[i + 2])]
+                    i += 3
+                }
+            }
+        }
+    }
+
+    /// `image` resized to 112x112 when it is not already, then normalised, channel-last: [112, 112, 3].
+    public static func modelInputChannelsLast(_ image: RGBImage) -> Tensor {
+        let resized = resizedForModel(image)
+        var data = [Float](repeating: 0, count: 3 * inputSize * inputSize)
+        data.withUnsafeMutableBufferPointer { normalize(resized, channelsLastInto: $0) }
+        return Tensor(shape: ModelInput.channelsLastShape, data: data)
+    }
+
+    /// A channel-last batch of model inputs: [N, 112, 112, 3].
+    public static func batchChannelsLast(_ images: [RGBImage]) -> Tensor {
+        let sample = 3 * inputSize * inputSize
+        var data = [Float](repeating: 0, count: images.count * sample)
+        data.withUnsafeMutableBufferPointer { buffer in
+            for (n, image) in images.enumerated() {
+                normalize(resizedForModel(image), channelsLastInto: UnsafeMutableBufferPointer(rebasing: buffer[n * sample ..< (n + 1) * sample]))
+            }
+        }
+        return Tensor(shape: [images.count] + ModelInput.channelsLastShape, data: data)
     }
 
     /// `image` resized to 112x112 when it is not already (PIL bilinear), then normalised: [3, 112, 112].

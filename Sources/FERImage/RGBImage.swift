@@ -1,3 +1,5 @@
+import FERTensor
+
 /// An 8-bit RGB image: what PIL's `Image.open(f).convert('RGB')` holds.
 ///
 /// Layout: `pixels` is (height, width, 3), row-major, channels interleaved R G B, no row padding,
@@ -20,7 +22,7 @@ public struct RGBImage: Equatable, Sendable {
     }
 
     /// The model's input side: the authors' networks take 112x112 aligned face crops.
-    public static let modelInputSize = 112
+    public static let modelInputSize = ModelInput.size
 
     /// True when the image is not already 112x112, so preprocessing resizes it (and the CLI notes
     /// that the model expects aligned 112x112 face crops).

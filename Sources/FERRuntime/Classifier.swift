@@ -67,7 +67,7 @@ public final class FERClassifier: @unchecked Sendable {
         self.maxBatch = maxBatch
         self.threads = threads
         if let classes = model.architecture.classCount {
-            let names = labels ?? LabelSet.defaultFor(classes: classes)?.names ?? (0..<classes).map { "class \($0)" }
+            let names = labels ?? LabelSet.names(forClasses: classes)
             guard names.count == classes else { throw ClassifierError.labelCount(expected: classes, got: names.count) }
             self.labels = names
         } else {
@@ -93,7 +93,7 @@ public final class FERClassifier: @unchecked Sendable {
     /// Classifies decoded RGB images, batched.
     public func classify(_ images: [RGBImage]) throws -> [Classification] {
         guard !images.isEmpty else { return [] }
-        return try run(Preprocessing.batch(images).data, count: images.count)
+        return try run(Preprocessing.batchChannelsLast(images).data, count: images.count, channelsLast: true)
     }
 
     /// Decodes PNG or JPEG bytes (throws ``ImageError`` for anything else) and classifies them.
@@ -101,17 +101,25 @@ public final class FERClassifier: @unchecked Sendable {
         try classify(ImageDecoder.decode(bytes: bytes, options: options).image)
     }
 
-    /// Classifies normalised inputs `[N, 3, 112, 112]` or `[3, 112, 112]`.
+    /// Classifies normalised inputs `[N, 3, 112, 112]` or `[3, 112, 112]` (PyTorch's layout).
     public func classify(tensor: Tensor) throws -> [Classification] {
-        let shape = tensor.shape.count == 3 ? [1] + tensor.shape : tensor.shape
-        guard shape.count == 4, Array(shape.dropFirst()) == FERModel.inputShape else {
-            throw EngineError.inputShape(expected: "[N, \(FERModel.inputShape.map(String.init).joined(separator: ", "))] or \(FERModel.inputShape)", got: tensor.shape)
+        guard let count = ModelInput.batchCount(of: tensor.shape) else {
+            throw EngineError.inputShape(expected: ModelInput.describe(), got: tensor.shape)
         }
-        return try run(tensor.data, count: shape[0])
+        return try run(tensor.data, count: count, channelsLast: false)
     }
 
-    private func run(_ nchw: [Float], count: Int) throws -> [Classification] {
-        let plane = FERModel.inputShape.reduce(1, *)
+    /// Classifies normalised channel-last inputs `[N, 112, 112, 3]` or `[112, 112, 3]` (the layout
+    /// ``Preprocessing/modelInputChannelsLast(_:)`` gives), without a transposition.
+    public func classify(channelsLast tensor: Tensor) throws -> [Classification] {
+        guard let count = ModelInput.batchCount(of: tensor.shape, channelsLast: true) else {
+            throw EngineError.inputShape(expected: ModelInput.describe(channelsLast: true), got: tensor.shape)
+        }
+        return try run(tensor.data, count: count, channelsLast: true)
+    }
+
+    private func run(_ input: [Float], count: Int, channelsLast: Bool) throws -> [Classification] {
+        let plane = ModelInput.shape.reduce(1, *)
         let session = borrow()
         defer { giveBack(session) }
         var results: [Classification] = []
@@ -119,8 +127,9 @@ public final class FERClassifier: @unchecked Sendable {
         var start = 0
         while start < count {
             let n = min(maxBatch, count - start)
-            try nchw.withUnsafeBufferPointer {
-                try session.run(nchw: UnsafeBufferPointer(rebasing: $0[start * plane..<(start + n) * plane]), batch: n)
+            try input.withUnsafeBufferPointer {
+                let slice = UnsafeBufferPointer(rebasing: $0[start * plane..<(start + n) * plane])
+                if channelsLast { try session.run(nhwc: slice, batch: n) } else { try session.run(nchw: slice, batch: n) }
             }
             let width = model.outputWidth
             let outputs = session.outputs, probabilities = session.probabilities

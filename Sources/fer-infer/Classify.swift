@@ -65,7 +65,7 @@ struct Classify: ParsableCommand {
     private struct Sample {
         let input: String
         let sample: Int?
-        let data: ArraySlice<Float>  // 3x112x112, normalised
+        let data: ArraySlice<Float>  // 112x112x3 (channel-last), normalised
         let decodeMs: Double
         let preprocessMs: Double
     }
@@ -76,6 +76,7 @@ struct Classify: ParsableCommand {
         do { model = try FERModel(contentsOf: modelPath) } catch {
             throw CLIError("\(modelPath): \(error)")
         }
+        guard model.outputWidth > 0 else { throw CLIError("\(modelPath): \(ClassifierError.notAClassifier(model.architecture.description))") }
         let names = try labelNames(for: model)
         // Made at the first forward pass, sized to it: a single image never pays for a batch of buffers.
         var classifier: FERClassifier?
@@ -83,7 +84,7 @@ struct Classify: ParsableCommand {
         var failures = 0
         var records: [[String: Any]] = []
         var pending: [Sample] = []
-        let plane = 3 * 112 * 112
+        let plane = ModelInput.shape.reduce(1, *)
         var batchInput: [Float] = []
 
         func fail(_ message: String) {
@@ -98,7 +99,7 @@ struct Classify: ParsableCommand {
                 classifier = try FERClassifier(model: model, labels: names.isEmpty ? nil : names, maxBatch: pending.count, threads: threads)
             }
             let start = DispatchTime.now().uptimeNanoseconds
-            let results = try classifier!.classify(tensor: Tensor(shape: [pending.count, 3, 112, 112], data: batchInput))
+            let results = try classifier!.classify(channelsLast: Tensor(shape: [pending.count] + ModelInput.channelsLastShape, data: batchInput))
             let inferenceMs = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6 / Double(pending.count)
             for (sample, result) in zip(pending, results) {
                 var record = result.jsonFields(labels: names)
@@ -130,13 +131,14 @@ struct Classify: ParsableCommand {
         for path in expand(inputs, failing: fail) {
             if path.lowercased().hasSuffix(".npy") {
                 do {
-                    let tensor = try NPY.read(path: path)
-                    let shape = tensor.shape.count == 3 ? [1] + tensor.shape : tensor.shape
-                    guard shape.count == 4, shape[1] == 3, shape[2] == 112, shape[3] == 112 else {
-                        fail("\(path): array has shape \(tensor.shape), expected [N,3,112,112] or [3,112,112]")
+                    let array = try NPY.read(path: path)
+                    guard let count = ModelInput.batchCount(of: array.shape) else {
+                        fail("\(path): array has shape \(array.shape), expected \(ModelInput.describe())")
                         continue
                     }
-                    for n in 0..<shape[0] {
+                    // .npy files are PyTorch's layout; the engine's is channel-last.
+                    let tensor = array.channelsLast()
+                    for n in 0..<count {
                         try enqueue(Sample(input: path, sample: tensor.shape.count == 4 ? n : nil,
                                            data: tensor.data[n * plane..<(n + 1) * plane], decodeMs: 0, preprocessMs: 0))
                     }
@@ -153,7 +155,7 @@ struct Classify: ParsableCommand {
             }
             let t1 = DispatchTime.now().uptimeNanoseconds
             for note in decoded.notes { FileHandle.standardError.write(Data("fer-infer: \(note)\n".utf8)) }
-            let tensor = Preprocessing.modelInput(decoded.image)
+            let tensor = Preprocessing.modelInputChannelsLast(decoded.image)
             let t2 = DispatchTime.now().uptimeNanoseconds
             try enqueue(Sample(input: path, sample: nil, data: tensor.data[...],
                                decodeMs: Double(t1 - t0) / 1e6, preprocessMs: Double(t2 - t1) / 1e6))
@@ -182,7 +184,7 @@ struct Classify: ParsableCommand {
     private func labelNames(for model: FERModel) throws -> [String] {
         guard let classes = model.architecture.classCount else { return [] }
         guard let choice = labels else {
-            return LabelSet.defaultFor(classes: classes)?.names ?? (0..<classes).map { "class \($0)" }
+            return LabelSet.names(forClasses: classes)
         }
         let names: [String]
         if let set = LabelSet(rawValue: choice.lowercased()) {

@@ -49,7 +49,7 @@ struct Flops: ParsableCommand {
             return
         }
         func millions(_ v: Int) -> String { String(format: "%.1f M", Double(v) / 1e6) }
-        print("\(report.architecture), batch 1, input 3x112x112")
+        print("\(report.architecture), batch 1, input \(model.graph.inputChannels)x\(model.inputSize.height)x\(model.inputSize.width)")
         if layers {
             print(pad("layer", 52) + pad("output", 16) + lpad("params", 10) + lpad("fvcore", 12) + lpad("thop", 12))
             for l in report.layers {

@@ -38,6 +38,26 @@ final class ClassifierTests: XCTestCase {
         }
     }
 
+    func testChannelLastInputsAreTheSameImagesWithoutATransposition() throws {
+        let classifier = try FERClassifier(contentsOf: Self.weights, maxBatch: 4)
+        let input = try NPY.read(path: Self.root.appendingPathComponent("Tests/Fixtures/inputs/random-b7.npy").path)
+        let channelsFirst = try classifier.classify(tensor: input)
+        let channelsLast = try classifier.classify(channelsLast: input.channelsLast())
+        XCTAssertEqual(channelsLast, channelsFirst)
+        // One image without a batch axis; a channel-first array handed in as channel-last is refused.
+        XCTAssertEqual(try classifier.classify(channelsLast: input.slice(2).channelsLast()), [channelsFirst[2]])
+        XCTAssertThrowsError(try classifier.classify(channelsLast: input)) { error in
+            XCTAssertEqual("\(error)", "input has shape [7, 3, 112, 112], expected [N, 112, 112, 3] or [112, 112, 3]")
+        }
+    }
+
+    func testTheDetectorIsNotAClassifier() throws {
+        let detector = Self.root.appendingPathComponent("weights/retinaface-mobilenet0.25.pth").path
+        XCTAssertThrowsError(try FERClassifier(contentsOf: detector)) { error in
+            XCTAssertEqual("\(error)", "RetinaFace (MobileNet-0.25) is a face detector, not a classifier or embedder")
+        }
+    }
+
     func testEightThreadsGiveExactlyTheSequentialResults() throws {
         let classifier = try FERClassifier(contentsOf: Self.weights, maxBatch: 2)
         let input = try NPY.read(path: Self.root.appendingPathComponent("Tests/Fixtures/inputs/random-b7.npy").path)

@@ -1,0 +1,43 @@
+/// The input the classifiers take, written down once for every module: aligned face crops of
+/// `size` x `size` pixels, three channels (RGB), normalised with the ImageNet mean and std.
+public enum ModelInput {
+    /// Height and width of the aligned face crops the authors' networks take.
+    public static let size = 112
+    /// Channels of one input image.
+    public static let channels = 3
+    /// `[3, 112, 112]`, PyTorch's per-image layout.
+    public static let shape = [channels, size, size]
+    /// `[112, 112, 3]`, the layout images are decoded in and the engine runs on.
+    public static let channelsLastShape = [size, size, channels]
+
+    /// The batch size of an input `[N, 3, 112, 112]` or `[3, 112, 112]` (channel-first), or
+    /// `[N, 112, 112, 3]` or `[112, 112, 3]` (`channelsLast`); nil for any other shape.
+    public static func batchCount(of shape: [Int], channelsLast: Bool = false) -> Int? {
+        let image = channelsLast ? channelsLastShape : self.shape
+        if shape == image { return 1 }
+        guard shape.count == 4, Array(shape.dropFirst()) == image, shape[0] >= 1 else { return nil }
+        return shape[0]
+    }
+
+    /// `"[N, 3, 112, 112] or [3, 112, 112]"`, for messages.
+    public static func describe(channelsLast: Bool = false) -> String {
+        let image = (channelsLast ? channelsLastShape : shape).map(String.init).joined(separator: ", ")
+        return "[N, \(image)] or [\(image)]"
+    }
+}
+
+extension Tensor {
+    /// A `[N, C, H, W]` tensor as `[N, H, W, C]` (or `[C, H, W]` as `[H, W, C]`).
+    public func channelsLast() -> Tensor {
+        precondition(shape.count == 3 || shape.count == 4, "channelsLast of a \(shape) tensor")
+        let s = shape.count == 3 ? [1] + shape : shape
+        let (n, c, h, w) = (s[0], s[1], s[2], s[3])
+        var out = [Float](repeating: 0, count: data.count)
+        for b in 0..<n {
+            for ch in 0..<c {
+                for p in 0..<h * w { out[(b * h * w + p) * c + ch] = data[(b * c + ch) * h * w + p] }
+            }
+        }
+        return Tensor(shape: shape.count == 3 ? [h, w, c] : [n, h, w, c], data: out)
+    }
+}
