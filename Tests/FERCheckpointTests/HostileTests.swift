@@ -198,6 +198,11 @@ final class HostileTests: XCTestCase {
         var b = PickleBuilder(protocol: 4)
         b.raw(0x8e); b.bytes += le64(1 << 62); b.stop()
         assertCheckpointError(.limitExceeded, "BINBYTES8 length") { try load(b.bytes) }
+        var ba = PickleBuilder(protocol: 5)
+        ba.raw(0x96); ba.bytes += le64(1 << 62); ba.stop()
+        let bae = assertCheckpointError(.limitExceeded, "BYTEARRAY8 length") { try load(ba.bytes) }
+        XCTAssertEqual(bae?.opcode, "BYTEARRAY8 (0x96)")
+        XCTAssertTrue(bae?.message.hasPrefix("BYTEARRAY8 data of") ?? false, bae?.message ?? "")
         var l = PickleBuilder()
         l.raw(0x8b); l.bytes += le32(1 << 30); l.stop()
         assertCheckpointError(.limitExceeded, "LONG4 width") { try load(l.bytes) }
