@@ -316,9 +316,24 @@ final class HostileTests: XCTestCase {
         assertCheckpointError(.storageOutOfBounds, "safetensors offsets") {
             try Checkpoint.load(bytes: st(#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#, data: 8))
         }
-        assertCheckpointError(.corruptSafetensors, "safetensors overlap") {
+        let overlap = assertCheckpointError(.corruptSafetensors, "safetensors overlap") {
             try Checkpoint.load(bytes: st(#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#, data: 12))
         }
+        XCTAssertEqual(overlap?.key, "b")
+        XCTAssertEqual(overlap?.message, "tensor data overlaps that of 'a'")
+        // A repeated name is a duplicate key, named, at the offset of its second occurrence.
+        let twice = #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#
+        let duplicate = assertCheckpointError(.corruptSafetensors, "safetensors duplicate key") {
+            try Checkpoint.load(bytes: st(twice, data: 8))
+        }
+        XCTAssertEqual(duplicate?.key, "a")
+        XCTAssertEqual(duplicate?.message, "header JSON: duplicate key 'a'")
+        XCTAssertEqual(duplicate?.offset, 8 + twice.utf8.count - #""a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#.utf8.count)
+        // Also inside a tensor's own object.
+        let field = assertCheckpointError(.corruptSafetensors, "safetensors duplicate field") {
+            try Checkpoint.load(bytes: st(#"{"a":{"dtype":"F32","dtype":"F16","shape":[2],"data_offsets":[0,8]}}"#, data: 8))
+        }
+        XCTAssertEqual(field?.key, "dtype")
         assertCheckpointError(.corruptSafetensors, "safetensors shape mismatch") {
             try Checkpoint.load(bytes: st(#"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#, data: 8))
         }
