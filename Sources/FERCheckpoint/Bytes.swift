@@ -12,9 +12,6 @@ final class ByteBlock: @unchecked Sendable {
     let base: UnsafeRawPointer?
     let count: Int
     private let release: Release
-    /// Whether this block was made for one materialised tensor (strided, big-endian) rather
-    /// than being the file, an input buffer or an inflated entry.
-    let isPrivateCopy: Bool
 
     private enum Release { case none, munmap, deallocate }
 
@@ -23,15 +20,13 @@ final class ByteBlock: @unchecked Sendable {
         base = nil
         count = 0
         release = .none
-        isPrivateCopy = false
     }
 
     /// Takes ownership of `pointer` (allocated with `UnsafeMutableRawPointer.allocate`).
-    init(adopting pointer: UnsafeMutableRawPointer, count: Int, privateCopy: Bool = false) {
+    init(adopting pointer: UnsafeMutableRawPointer, count: Int) {
         base = UnsafeRawPointer(pointer)
         self.count = count
         release = .deallocate
-        isPrivateCopy = privateCopy
     }
 
     /// Copies `bytes` into a new heap block.
@@ -45,7 +40,6 @@ final class ByteBlock: @unchecked Sendable {
 
     /// Maps the file at `path` read-only.
     init(mapping path: String) throws {
-        isPrivateCopy = false
         let fd = open(path, O_RDONLY)
         guard fd >= 0 else {
             throw CheckpointError(.io, "cannot open: \(String(cString: strerror(errno)))", file: path)

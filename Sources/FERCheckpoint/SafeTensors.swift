@@ -106,7 +106,7 @@ public enum SafeTensors {
         return n >= 2 && n <= UInt64(bytes.count - 8) && bytes[8] == UInt8(ascii: "{")
     }
 
-    static func read(block: ByteBlock, limits: ImportLimits) throws -> Checkpoint {
+    static func read(block: ByteBlock, limits: ImportLimits, ledger: CopyLedger) throws -> Checkpoint {
         let bytes = block.buffer
         let headerLength = Int(try ByteReader.read(bytes, at: 0, width: 8, "safetensors header length"))
         guard headerLength <= bytes.count - 8, headerLength <= 100 << 20 else {
@@ -176,10 +176,11 @@ public enum SafeTensors {
             previous = (p.name, p.end)
         }
         let tensors = parsed.map {
-            CheckpointTensor(name: $0.name, dtype: $0.dtype, shape: $0.shape, block: block,
-                             byteOffset: dataStart + $0.begin, byteCount: $0.end - $0.begin)
+            CheckpointTensor(name: $0.name, dtype: $0.dtype, shape: $0.shape, byteCount: $0.end - $0.begin,
+                             source: .ready(block, byteOffset: dataStart + $0.begin, zeroCopy: true))
         }
-        return try Checkpoint(container: .safetensors, structure: "safetensors", tensors: tensors, metadata: metadata)
+        return try Checkpoint(container: .safetensors, structure: "safetensors", tensors: tensors, metadata: metadata,
+                              ledger: ledger)
     }
 }
 
