@@ -52,6 +52,8 @@ public enum TensorDType: String, Sendable, CaseIterable {
 /// strided or zero-stride view is gathered, big-endian data is swapped. What that allocates is
 /// charged to the checkpoint's copy budget (see ``Checkpoint``); a tensor over it throws
 /// `.limitExceeded` naming the tensor, and the result is kept, so a second read costs nothing.
+/// The conversions (`floats()`, `doubles()`, `int64s()`, `bytes()`) return new arrays that the
+/// caller owns, sized by `count` and `byteCount`, which are known before anything is read.
 public struct CheckpointTensor: Sendable {
     /// Canonical name, as `model.state_dict()` would give it (`module.` prefixes removed).
     public let name: String
