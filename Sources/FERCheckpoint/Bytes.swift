@@ -12,9 +12,6 @@ final class ByteBlock: @unchecked Sendable {
     let base: UnsafeRawPointer?
     let count: Int
     private let release: Release
-    /// Whether this block was made for one materialised tensor (strided, big-endian) rather
-    /// than being the file, an input buffer or an inflated entry.
-    let isPrivateCopy: Bool
 
     private enum Release { case none, munmap, deallocate }
 
@@ -23,15 +20,13 @@ final class ByteBlock: @unchecked Sendable {
         base = nil
         count = 0
         release = .none
-        isPrivateCopy = false
     }
 
     /// Takes ownership of `pointer` (allocated with `UnsafeMutableRawPointer.allocate`).
-    init(adopting pointer: UnsafeMutableRawPointer, count: Int, privateCopy: Bool = false) {
+    init(adopting pointer: UnsafeMutableRawPointer, count: Int) {
         base = UnsafeRawPointer(pointer)
         self.count = count
         release = .deallocate
-        isPrivateCopy = privateCopy
     }
 
     /// Copies `bytes` into a new heap block.
@@ -45,7 +40,6 @@ final class ByteBlock: @unchecked Sendable {
 
     /// Maps the file at `path` read-only.
     init(mapping path: String) throws {
-        isPrivateCopy = false
         let fd = open(path, O_RDONLY)
         guard fd >= 0 else {
             throw CheckpointError(.io, "cannot open: \(String(cString: strerror(errno)))", file: path)
@@ -119,31 +113,31 @@ struct ByteReader {
                         entry: entry, offset: position)
     }
 
-    mutating func require(_ n: Int, _ what: String) throws {
-        guard n >= 0, n <= remaining else { throw truncated(what, need: n) }
+    mutating func require(_ n: Int, _ what: @autoclosure () -> String) throws {
+        guard n >= 0, n <= remaining else { throw truncated(what(), need: n) }
     }
 
-    mutating func u8(_ what: String = "byte") throws -> UInt8 {
-        try require(1, what)
+    mutating func u8(_ what: @autoclosure () -> String = "byte") throws -> UInt8 {
+        try require(1, what())
         defer { position += 1 }
         return bytes[position]
     }
 
     /// Reads an `n`-byte unsigned little-endian integer (n <= 8).
-    mutating func uintLE(_ n: Int, _ what: String) throws -> UInt64 {
-        try require(n, what)
+    mutating func uintLE(_ n: Int, _ what: @autoclosure () -> String) throws -> UInt64 {
+        try require(n, what())
         let value = ByteReader.uintLE(bytes, at: position, width: n)
         position += n
         return value
     }
 
-    mutating func u16(_ what: String) throws -> UInt16 { UInt16(try uintLE(2, what)) }
-    mutating func u32(_ what: String) throws -> UInt32 { UInt32(try uintLE(4, what)) }
-    mutating func u64(_ what: String) throws -> UInt64 { try uintLE(8, what) }
+    mutating func u16(_ what: @autoclosure () -> String) throws -> UInt16 { UInt16(try uintLE(2, what())) }
+    mutating func u32(_ what: @autoclosure () -> String) throws -> UInt32 { UInt32(try uintLE(4, what())) }
+    mutating func u64(_ what: @autoclosure () -> String) throws -> UInt64 { try uintLE(8, what()) }
 
     /// A view of the next `n` bytes (no copy).
-    mutating func slice(_ n: Int, _ what: String) throws -> UnsafeRawBufferPointer {
-        try require(n, what)
+    mutating func slice(_ n: Int, _ what: @autoclosure () -> String) throws -> UnsafeRawBufferPointer {
+        try require(n, what())
         let start = position
         position += n
         return UnsafeRawBufferPointer(rebasing: bytes[start..<(start + n)])

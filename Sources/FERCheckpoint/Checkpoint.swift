@@ -43,10 +43,17 @@ public enum TensorDType: String, Sendable, CaseIterable {
     }
 }
 
-/// One tensor of a checkpoint, materialised contiguous (row-major) and little-endian.
+/// One tensor of a checkpoint: name, dtype and shape, and its values contiguous (row-major) and
+/// little-endian when asked for.
 ///
-/// Tensors stored contiguous and little-endian point straight into the memory-mapped file (or
-/// the inflated entry); transposed / strided views and big-endian files are copied once, at load.
+/// Tensors stored contiguous and little-endian point straight into the memory-mapped file. The
+/// values of every other tensor are produced the first time they are asked for (never at load, so
+/// listing a checkpoint reads no tensor data): a deflated zip entry is inflated, a transposed,
+/// strided or zero-stride view is gathered, big-endian data is swapped. What that allocates is
+/// charged to the checkpoint's copy budget (see ``Checkpoint``); a tensor over it throws
+/// `.limitExceeded` naming the tensor, and the result is kept, so a second read costs nothing.
+/// The conversions (`floats()`, `doubles()`, `int64s()`, `bytes()`) return new arrays that the
+/// caller owns, sized by `count` and `byteCount`, which are known before anything is read.
 public struct CheckpointTensor: Sendable {
     /// Canonical name, as `model.state_dict()` would give it (`module.` prefixes removed).
     public let name: String
@@ -54,18 +61,16 @@ public struct CheckpointTensor: Sendable {
     public let dtype: TensorDType
     /// Dimensions, outermost first; `[]` for a 0-d tensor.
     public let shape: [Int]
-    let block: ByteBlock
-    let byteOffset: Int
     /// Byte length of the contiguous data: `count * dtype.byteSize`.
     public let byteCount: Int
+    let source: TensorSource
 
-    init(name: String, dtype: TensorDType, shape: [Int], block: ByteBlock, byteOffset: Int, byteCount: Int) {
+    init(name: String, dtype: TensorDType, shape: [Int], byteCount: Int, source: TensorSource) {
         self.name = name
         self.dtype = dtype
         self.shape = shape
-        self.block = block
-        self.byteOffset = byteOffset
         self.byteCount = byteCount
+        self.source = source
     }
 
     /// Creates a tensor from contiguous little-endian bytes (copied).
@@ -79,26 +84,37 @@ public struct CheckpointTensor: Sendable {
         guard try checkedMul(count, dtype.byteSize, "byte count") == bytes.count else {
             throw CheckpointError(.invalidTensor, "\(bytes.count) bytes for \(dtype.rawValue) \(shape)", key: name)
         }
-        self.init(name: name, dtype: dtype, shape: shape,
-                  block: bytes.withUnsafeBytes { ByteBlock(copying: $0) }, byteOffset: 0, byteCount: bytes.count)
+        let block = bytes.withUnsafeBytes { ByteBlock(copying: $0) }
+        self.init(name: name, dtype: dtype, shape: shape, byteCount: bytes.count,
+                  source: .ready(block, byteOffset: 0, zeroCopy: false))
     }
 
     /// Number of elements: the product of `shape` (1 for a 0-d tensor).
     public var count: Int { shape.reduce(1, *) }
 
-    /// Whether the bytes point into the file mapping (or entry) rather than a copy made at load.
-    public var isZeroCopy: Bool { !block.isPrivateCopy }
+    /// Whether the values are a view of the file mapping (or of the inflated zip entry) rather than
+    /// a copy gathered for this tensor (strided views, big-endian data). Known without reading them.
+    public var isZeroCopy: Bool {
+        switch source {
+        case .ready(_, _, let zeroCopy): return zeroCopy
+        case .deferred(let deferred): return deferred.layout.isView
+        }
+    }
 
-    /// Calls `body` with the tensor's contiguous little-endian bytes. No copy is made: the
-    /// buffer points into the mapped file when the stored tensor was already contiguous LE.
-    public func withUnsafeRawBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        let all = block.buffer
-        return try body(byteCount == 0 ? UnsafeRawBufferPointer(start: nil, count: 0)
-                                       : UnsafeRawBufferPointer(rebasing: all[byteOffset..<(byteOffset + byteCount)]))
+    /// Calls `body` with the tensor's contiguous little-endian bytes. No copy is made when the
+    /// stored tensor is already contiguous little-endian: the buffer points into the mapped file.
+    /// - Throws: what producing the values throws the first time (an entry that does not inflate
+    ///   to its declared size or CRC, `.limitExceeded` over the copy budget), and what `body` throws.
+    public func withUnsafeRawBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        let (block, offset) = try source.resolve()
+        return try withExtendedLifetime(block) {
+            try body(byteCount == 0 ? UnsafeRawBufferPointer(start: nil, count: 0)
+                                    : UnsafeRawBufferPointer(rebasing: block.buffer[offset..<(offset + byteCount)]))
+        }
     }
 
     /// The raw little-endian bytes, copied into an array.
-    public func bytes() -> [UInt8] { withUnsafeRawBytes { Array($0) } }
+    public func bytes() throws -> [UInt8] { try withUnsafeRawBytes { Array($0) } }
 
     /// The values converted to `Float`: float32 as is, float16 and bfloat16 widened exactly,
     /// float64 rounded to nearest.
@@ -108,7 +124,7 @@ public struct CheckpointTensor: Sendable {
             throw CheckpointError(.wrongDType, "tensor is \(dtype.rawValue), not floating point", key: name)
         }
         let n = count
-        return withUnsafeRawBytes { raw in
+        return try withUnsafeRawBytes { raw in
             [Float](unsafeUninitializedCapacity: n) { out, initialized in
                 switch dtype {
                 case .float32:
@@ -143,7 +159,7 @@ public struct CheckpointTensor: Sendable {
         guard dtype == .float64 else {
             throw CheckpointError(.wrongDType, "tensor is \(dtype.rawValue), not float64", key: name)
         }
-        return withUnsafeRawBytes { raw in
+        return try withUnsafeRawBytes { raw in
             (0..<count).map { Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * $0, as: UInt64.self))) }
         }
     }
@@ -154,7 +170,7 @@ public struct CheckpointTensor: Sendable {
         guard !dtype.isFloatingPoint else {
             throw CheckpointError(.wrongDType, "tensor is \(dtype.rawValue), not an integer type", key: name)
         }
-        return withUnsafeRawBytes { raw in
+        return try withUnsafeRawBytes { raw in
             (0..<count).map { i -> Int64 in
                 switch dtype {
                 case .int64: return Int64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self))
@@ -189,6 +205,22 @@ func halfToFloat(_ h: UInt16) -> Float {
 /// machine that never runs code, finds the model's state dict whatever the structure (training
 /// dict, bare or nested state_dict, DataParallel prefixes, whole pickled modules) and returns the
 /// tensors under the names `model.state_dict()` would give, in file order.
+///
+/// Cost of a hostile file. Loading reads the container's index, the pickle and the tensors'
+/// declared layouts, and checks every layout against its storage's declared size; it reads no
+/// tensor data. Values are produced when a tensor is asked for them (see ``CheckpointTensor``),
+/// and only a tensor's own storage entry is ever inflated. The memory one checkpoint may allocate
+/// beyond the file itself, for inflated zip entries (`data.pkl` included) and for gathered or
+/// byte-swapped tensor copies together, is its copy budget:
+///
+///     copyBudget = max(limits.minCopyBudget, limits.copyBudgetFactor x file size)
+///                = max(64 MiB, 16 x file size) with the default limits
+///
+/// Reading past it throws `.limitExceeded` naming the tensor (or entry). Real checkpoints need at
+/// most about their own size (re-zipped or big-endian files, transposed weights), so the factor
+/// leaves a wide margin; a zero-stride view that expands a few bytes into gigabytes, or a small
+/// deflated entry declaring a gigabyte, is refused before anything is allocated. A zip entry
+/// never inflates past the size its headers declare (`.inflateFailed` naming the entry).
 public struct Checkpoint: Sendable {
     /// File formats.
     public enum Container: String, Sendable { case zip, legacy, safetensors }
@@ -204,8 +236,11 @@ public struct Checkpoint: Sendable {
     /// The order of `metadata`'s keys as they appear in the file.
     public let metadataKeys: [String]
     private let index: [String: Int]
+    private let ledger: CopyLedger
 
-    init(container: Container, structure: String, tensors: [CheckpointTensor], metadata: [(String, String)]) throws {
+    init(container: Container, structure: String, tensors: [CheckpointTensor], metadata: [(String, String)],
+         ledger: CopyLedger) throws {
+        self.ledger = ledger
         self.container = container
         self.structure = structure
         self.tensors = tensors
@@ -231,11 +266,19 @@ public struct Checkpoint: Sendable {
     /// The tensor with this canonical name.
     public subscript(name: String) -> CheckpointTensor? { index[name].map { tensors[$0] } }
 
+    /// Bytes this checkpoint may allocate for inflated entries and tensor copies, all together:
+    /// max(`limits.minCopyBudget`, `limits.copyBudgetFactor` x the file size).
+    public var copyBudget: Int { ledger.budget }
+
+    /// Bytes allocated so far for inflated entries and tensor copies (never more than `copyBudget`).
+    /// Zero after loading a file whose `data.pkl` is stored, until a tensor's values are read.
+    public var copiedBytes: Int { ledger.charged }
+
     /// Loads the checkpoint at `path`, memory-mapped. Zip, legacy and safetensors files are
     /// recognised by content, not by extension.
     public static func load(path: String, limits: ImportLimits = .init()) throws -> Checkpoint {
         do {
-            return try load(block: try ByteBlock(mapping: path), limits: limits)
+            return try load(block: try ByteBlock(mapping: path), limits: limits, file: path)
         } catch let error as CheckpointError {
             throw error.adding(file: path)
         }
@@ -243,11 +286,13 @@ public struct Checkpoint: Sendable {
 
     /// Loads a checkpoint from bytes in memory (copied once into an aligned block).
     public static func load(bytes: [UInt8], limits: ImportLimits = .init()) throws -> Checkpoint {
-        try load(block: bytes.withUnsafeBytes { ByteBlock(copying: $0) }, limits: limits)
+        try load(block: bytes.withUnsafeBytes { ByteBlock(copying: $0) }, limits: limits, file: nil)
     }
 
-    static func load(block: ByteBlock, limits: ImportLimits) throws -> Checkpoint {
+    /// `file` names the file in errors thrown later, when a tensor's values are produced.
+    static func load(block: ByteBlock, limits: ImportLimits, file: String?) throws -> Checkpoint {
         let bytes = block.buffer
+        let ledger = CopyLedger(fileSize: bytes.count, limits: limits, file: file)
         func startsWith(_ prefix: [UInt8]) -> Bool {
             bytes.count >= prefix.count && zip(bytes.prefix(prefix.count), prefix).allSatisfy { $0 == $1 }
         }
@@ -255,7 +300,7 @@ public struct Checkpoint: Sendable {
             throw CheckpointError(.unrecognizedFormat, "the file is empty", offset: 0)
         }
         if startsWith([0x50, 0x4b, 0x03, 0x04]) || startsWith([0x50, 0x4b, 0x05, 0x06]) {
-            return try TorchZip.load(block: block, limits: limits)
+            return try TorchZip.load(block: block, limits: limits, ledger: ledger)
         }
         if startsWith(Array("version https://git-lfs".utf8)) {
             throw CheckpointError(.gitLFSPointer,
@@ -263,129 +308,13 @@ public struct Checkpoint: Sendable {
                                   offset: 0)
         }
         if startsWith([0x80, 0x02, 0x8a, 0x0a]) || startsWith([0x80]) && bytes.count > 1 && bytes[1] <= 5 {
-            return try LegacyFormat.load(block: block, limits: limits)
+            return try LegacyFormat.load(block: block, limits: limits, ledger: ledger)
         }
         if SafeTensors.looksLikeSafeTensors(bytes) {
-            return try SafeTensors.read(block: block, limits: limits)
+            return try SafeTensors.read(block: block, limits: limits, ledger: ledger)
         }
         let shown = bytes.prefix(8).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined(separator: " ")
         throw CheckpointError(.unrecognizedFormat,
                               "not a zip, legacy PyTorch or safetensors file (starts with \(shown))", offset: 0)
-    }
-}
-
-// MARK: - Materialising tensors
-
-/// The bytes behind one storage key, as the container found them.
-struct StorageData {
-    let block: ByteBlock
-    let range: Range<Int>
-    let entry: String
-}
-
-enum Materializer {
-    /// Produces the contiguous little-endian tensor `ref` describes, reading `data` with every
-    /// access bounds-checked. Contiguous LE tensors are views (no copy).
-    static func tensor(named name: String, _ ref: TensorRef, storage: StorageRef, data: StorageData,
-                       bigEndian: Bool, limits: ImportLimits) throws -> CheckpointTensor {
-        func failure(_ kind: CheckpointError.Kind, _ message: String) -> CheckpointError {
-            CheckpointError(kind, message, entry: data.entry, key: name)
-        }
-        let elementSize = ref.dtype.byteSize
-        // The storage's extent in the tensor's elements.
-        let storageBytes = data.range.count
-        let declaredBytes: Int
-        if let sdtype = storage.dtype {
-            guard sdtype == ref.dtype else {
-                throw failure(.invalidTensor, "tensor dtype \(ref.dtype.rawValue) on a \(sdtype.rawValue) storage")
-            }
-            declaredBytes = try checkedMul(storage.declaredCount, elementSize, "storage size")
-        } else {
-            declaredBytes = storage.declaredCount
-        }
-        let rootOffsetBytes = try checkedMul(storage.elementOffset, elementSize, "storage view offset")
-        guard rootOffsetBytes <= storageBytes, declaredBytes <= storageBytes - rootOffsetBytes else {
-            throw failure(.storageOutOfBounds,
-                          "storage '\(storage.key)' declares \(declaredBytes) bytes at offset \(rootOffsetBytes) but its data has only \(storageBytes)")
-        }
-        var count = 1
-        for d in ref.shape { count = try checkedMul(count, d, "element count of \(ref.shape)") }
-        let byteCount = try checkedMul(count, elementSize, "byte count of \(ref.shape)")
-        guard byteCount <= limits.maxTensorBytes else {
-            throw failure(.limitExceeded, "tensor of \(byteCount) bytes exceeds the \(limits.maxTensorBytes)-byte limit")
-        }
-        if count == 0 {
-            return CheckpointTensor(name: name, dtype: ref.dtype, shape: ref.shape, block: ByteBlock(), byteOffset: 0, byteCount: 0)
-        }
-        // Highest element index touched, relative to the storage start.
-        var last = ref.offset
-        for (d, s) in zip(ref.shape, ref.strides) {
-            last = try checkedAdd(last, try checkedMul(d - 1, s, "stride extent"), "tensor extent")
-        }
-        let available = declaredBytes / elementSize
-        guard last < available else {
-            throw failure(.storageOutOfBounds,
-                          "tensor \(ref.dtype.rawValue) \(ref.shape) stride \(ref.strides) at offset \(ref.offset) needs \(last + 1) elements, storage '\(storage.key)' has \(available)")
-        }
-        let base = data.range.lowerBound + rootOffsetBytes
-        // Contiguous: strides are row-major (ignoring size-1 dimensions, as PyTorch does).
-        var contiguous = true
-        var expected = 1
-        for i in stride(from: ref.shape.count - 1, through: 0, by: -1) where ref.shape[i] != 1 {
-            if ref.strides[i] != expected { contiguous = false; break }
-            expected *= ref.shape[i]
-        }
-        if contiguous && (!bigEndian || elementSize == 1) {
-            return CheckpointTensor(name: name, dtype: ref.dtype, shape: ref.shape, block: data.block,
-                                    byteOffset: base + ref.offset * elementSize, byteCount: byteCount)
-        }
-        // Gather into a new buffer, element by element (innermost dimension in a tight loop).
-        let out = UnsafeMutableRawPointer.allocate(byteCount: byteCount, alignment: 64)
-        let block = ByteBlock(adopting: out, count: byteCount, privateCopy: true)
-        let src = data.block.buffer.baseAddress! + base
-        let rank = ref.shape.count
-        if contiguous {
-            out.copyMemory(from: src + ref.offset * elementSize, byteCount: byteCount)
-        } else {
-            var index = [Int](repeating: 0, count: rank)
-            let inner = ref.shape[rank - 1]
-            let innerStride = ref.strides[rank - 1] * elementSize
-            var dst = out
-            var outer = count / inner
-            while outer > 0 {
-                var element = ref.offset
-                for i in 0..<(rank - 1) { element += index[i] * ref.strides[i] }
-                var p = src + element * elementSize
-                if elementSize == 4 {
-                    for _ in 0..<inner {
-                        dst.storeBytes(of: p.loadUnaligned(as: UInt32.self), as: UInt32.self)
-                        p += innerStride; dst += 4
-                    }
-                } else {
-                    for _ in 0..<inner {
-                        dst.copyMemory(from: p, byteCount: elementSize)
-                        p += innerStride; dst += elementSize
-                    }
-                }
-                outer -= 1
-                var d = rank - 2
-                while d >= 0 {
-                    index[d] += 1
-                    if index[d] < ref.shape[d] { break }
-                    index[d] = 0
-                    d -= 1
-                }
-            }
-        }
-        if bigEndian && elementSize > 1 {
-            let bytes = out.assumingMemoryBound(to: UInt8.self)
-            var i = 0
-            while i < byteCount {
-                var lo = i, hi = i + elementSize - 1
-                while lo < hi { let t = bytes[lo]; bytes[lo] = bytes[hi]; bytes[hi] = t; lo += 1; hi -= 1 }
-                i += elementSize
-            }
-        }
-        return CheckpointTensor(name: name, dtype: ref.dtype, shape: ref.shape, block: block, byteOffset: 0, byteCount: byteCount)
     }
 }

@@ -133,7 +133,20 @@ public struct ImportLimits: Sendable {
     public var maxZipEntries: Int = 1_000_000
     /// Most tensors in one checkpoint.
     public var maxTensors: Int = 1_000_000
+    /// With `minCopyBudget`, the copy budget: the bytes one checkpoint may allocate for inflated zip
+    /// entries and tensor copies (gathered strided or zero-stride views, byte-swapped data), all
+    /// together, is max(`minCopyBudget`, `copyBudgetFactor` x the file size). See ``Checkpoint``.
+    public var copyBudgetFactor: Int = 16
+    /// The copy budget of small files (see `copyBudgetFactor`).
+    public var minCopyBudget: Int = 64 << 20
 
     /// The defaults.
     public init() {}
+
+    /// The copy budget of a file of `fileSize` bytes: max(`minCopyBudget`, `copyBudgetFactor` x
+    /// `fileSize`), saturating instead of overflowing.
+    public func copyBudget(fileSize: Int) -> Int {
+        let (scaled, overflow) = max(0, copyBudgetFactor).multipliedReportingOverflow(by: max(0, fileSize))
+        return max(minCopyBudget, overflow ? Int.max : scaled)
+    }
 }

@@ -38,6 +38,117 @@
 // Whole pickled modules use the same rule: nn.Module subclasses (torch.nn.modules.* or the
 // user's own) are category-C classes whose BUILD state (`__dict__`) is walked as data.
 
+/// The pickle opcodes, by byte (the names are those of CPython's `pickletools`). `run` dispatches
+/// on these cases and error messages take the opcode's name from `name`, so the two cannot drift
+/// apart. Every opcode of protocols 0 to 5 is listed; the text-protocol and extension-registry
+/// ones (INT, GET, INST, EXT1, ...) are known only to be refused by name.
+enum Opcode: UInt8 {
+    // Stack and memo.
+    case mark = 0x28, stop = 0x2e, pop = 0x30, popMark = 0x31, dup = 0x32
+    case get = 0x67, binget = 0x68, longBinget = 0x6a, put = 0x70, binput = 0x71, longBinput = 0x72
+    case memoize = 0x94
+    // Framing.
+    case proto = 0x80, frame = 0x95
+    // Scalars.
+    case none = 0x4e, newtrue = 0x88, newfalse = 0x89
+    case int = 0x49, binint = 0x4a, binint1 = 0x4b, binint2 = 0x4d, long = 0x4c, long1 = 0x8a, long4 = 0x8b
+    case float = 0x46, binfloat = 0x47
+    // Strings and bytes.
+    case string = 0x53, binstring = 0x54, shortBinstring = 0x55
+    case unicode = 0x56, binunicode = 0x58, shortBinunicode = 0x8c, binunicode8 = 0x8d
+    case binbytes = 0x42, shortBinbytes = 0x43, binbytes8 = 0x8e, bytearray8 = 0x96
+    case nextBuffer = 0x97, readonlyBuffer = 0x98
+    // Containers.
+    case emptyTuple = 0x29, tuple = 0x74, tuple1 = 0x85, tuple2 = 0x86, tuple3 = 0x87
+    case emptyList = 0x5d, list = 0x6c, append = 0x61, appends = 0x65
+    case emptyDict = 0x7d, dict = 0x64, setitem = 0x73, setitems = 0x75
+    case emptySet = 0x8f, additems = 0x90, frozenset = 0x91
+    // Objects.
+    case global = 0x63, stackGlobal = 0x93, reduce = 0x52, build = 0x62, newobj = 0x81, newobjEx = 0x92
+    case inst = 0x69, obj = 0x6f, persid = 0x50, binpersid = 0x51
+    case ext1 = 0x82, ext2 = 0x83, ext4 = 0x84
+
+    /// The opcode's name as pickletools spells it.
+    var name: String {
+        switch self {
+        case .mark: return "MARK"
+        case .stop: return "STOP"
+        case .pop: return "POP"
+        case .popMark: return "POP_MARK"
+        case .dup: return "DUP"
+        case .get: return "GET"
+        case .binget: return "BINGET"
+        case .longBinget: return "LONG_BINGET"
+        case .put: return "PUT"
+        case .binput: return "BINPUT"
+        case .longBinput: return "LONG_BINPUT"
+        case .memoize: return "MEMOIZE"
+        case .proto: return "PROTO"
+        case .frame: return "FRAME"
+        case .none: return "NONE"
+        case .newtrue: return "NEWTRUE"
+        case .newfalse: return "NEWFALSE"
+        case .int: return "INT"
+        case .binint: return "BININT"
+        case .binint1: return "BININT1"
+        case .binint2: return "BININT2"
+        case .long: return "LONG"
+        case .long1: return "LONG1"
+        case .long4: return "LONG4"
+        case .float: return "FLOAT"
+        case .binfloat: return "BINFLOAT"
+        case .string: return "STRING"
+        case .binstring: return "BINSTRING"
+        case .shortBinstring: return "SHORT_BINSTRING"
+        case .unicode: return "UNICODE"
+        case .binunicode: return "BINUNICODE"
+        case .shortBinunicode: return "SHORT_BINUNICODE"
+        case .binunicode8: return "BINUNICODE8"
+        case .binbytes: return "BINBYTES"
+        case .shortBinbytes: return "SHORT_BINBYTES"
+        case .binbytes8: return "BINBYTES8"
+        case .bytearray8: return "BYTEARRAY8"
+        case .nextBuffer: return "NEXT_BUFFER"
+        case .readonlyBuffer: return "READONLY_BUFFER"
+        case .emptyTuple: return "EMPTY_TUPLE"
+        case .tuple: return "TUPLE"
+        case .tuple1: return "TUPLE1"
+        case .tuple2: return "TUPLE2"
+        case .tuple3: return "TUPLE3"
+        case .emptyList: return "EMPTY_LIST"
+        case .list: return "LIST"
+        case .append: return "APPEND"
+        case .appends: return "APPENDS"
+        case .emptyDict: return "EMPTY_DICT"
+        case .dict: return "DICT"
+        case .setitem: return "SETITEM"
+        case .setitems: return "SETITEMS"
+        case .emptySet: return "EMPTY_SET"
+        case .additems: return "ADDITEMS"
+        case .frozenset: return "FROZENSET"
+        case .global: return "GLOBAL"
+        case .stackGlobal: return "STACK_GLOBAL"
+        case .reduce: return "REDUCE"
+        case .build: return "BUILD"
+        case .newobj: return "NEWOBJ"
+        case .newobjEx: return "NEWOBJ_EX"
+        case .inst: return "INST"
+        case .obj: return "OBJ"
+        case .persid: return "PERSID"
+        case .binpersid: return "BINPERSID"
+        case .ext1: return "EXT1"
+        case .ext2: return "EXT2"
+        case .ext4: return "EXT4"
+        }
+    }
+
+    /// `NAME (0xNN)` for error messages; `unknown (0xNN)` for a byte that is no opcode.
+    static func label(_ byte: UInt8) -> String {
+        let hex = String(byte, radix: 16, uppercase: false)
+        return "\(Opcode(rawValue: byte)?.name ?? "unknown") (0x\(hex.count == 1 ? "0" + hex : hex))"
+    }
+}
+
 /// A pickle value. Containers are indices into the machine's arenas.
 enum PValue {
     case none
@@ -157,27 +268,6 @@ final class PickleMachine {
 
     init(limits: ImportLimits) { self.limits = limits }
 
-    // MARK: - Opcode names (for messages)
-
-    static func opcodeName(_ op: UInt8) -> String {
-        let names: [UInt8: String] = [
-            0x80: "PROTO", 0x95: "FRAME", 0x2e: "STOP", 0x63: "GLOBAL", 0x93: "STACK_GLOBAL", 0x52: "REDUCE",
-            0x62: "BUILD", 0x81: "NEWOBJ", 0x92: "NEWOBJ_EX", 0x51: "BINPERSID", 0x50: "PERSID", 0x28: "MARK",
-            0x74: "TUPLE", 0x85: "TUPLE1", 0x86: "TUPLE2", 0x87: "TUPLE3", 0x29: "EMPTY_TUPLE", 0x5d: "EMPTY_LIST",
-            0x6c: "LIST", 0x61: "APPEND", 0x65: "APPENDS", 0x7d: "EMPTY_DICT", 0x64: "DICT", 0x73: "SETITEM",
-            0x75: "SETITEMS", 0x8f: "EMPTY_SET", 0x90: "ADDITEMS", 0x91: "FROZENSET", 0x4e: "NONE", 0x88: "NEWTRUE",
-            0x89: "NEWFALSE", 0x4a: "BININT", 0x4b: "BININT1", 0x4d: "BININT2", 0x8a: "LONG1", 0x8b: "LONG4",
-            0x47: "BINFLOAT", 0x58: "BINUNICODE", 0x8c: "SHORT_BINUNICODE", 0x8d: "BINUNICODE8", 0x54: "BINSTRING",
-            0x55: "SHORT_BINSTRING", 0x42: "BINBYTES", 0x43: "SHORT_BINBYTES", 0x8e: "BINBYTES8", 0x96: "BYTEARRAY8",
-            0x97: "NEXT_BUFFER", 0x98: "READONLY_BUFFER", 0x68: "BINGET", 0x6a: "LONG_BINGET", 0x71: "BINPUT",
-            0x72: "LONG_BINPUT", 0x94: "MEMOIZE", 0x30: "POP", 0x31: "POP_MARK", 0x32: "DUP", 0x49: "INT",
-            0x4c: "LONG", 0x46: "FLOAT", 0x53: "STRING", 0x56: "UNICODE", 0x67: "GET", 0x70: "PUT", 0x69: "INST",
-            0x6f: "OBJ", 0x82: "EXT1", 0x83: "EXT2", 0x84: "EXT4",
-        ]
-        let hex = String(op, radix: 16, uppercase: false)
-        return "\(names[op] ?? "unknown") (0x\(hex.count == 1 ? "0" + hex : hex))"
-    }
-
     // MARK: - Running a stream
 
     /// Decodes one pickle (up to its STOP) from `reader`, leaving the reader after the STOP.
@@ -194,7 +284,7 @@ final class PickleMachine {
         var op: UInt8 = 0
 
         func fail(_ kind: CheckpointError.Kind, _ message: String) -> CheckpointError {
-            CheckpointError(kind, message, entry: reader.entry, opcode: PickleMachine.opcodeName(op), offset: opStart)
+            CheckpointError(kind, message, entry: reader.entry, opcode: Opcode.label(op), offset: opStart)
         }
         func pop() throws -> PValue {
             guard let v = stack.popLast() else { throw fail(.corruptPickle, "stack underflow") }
@@ -250,25 +340,25 @@ final class PickleMachine {
             guard let v = found else { throw fail(.corruptPickle, "memo entry \(index) was never stored") }
             return v
         }
-        func string(_ n: Int, _ what: String) throws -> String {
+        func string(_ n: Int, _ what: @autoclosure () -> String) throws -> String {
             guard n <= limits.maxStringBytes else {
-                throw fail(.limitExceeded, "\(what) of \(n) bytes exceeds the \(limits.maxStringBytes)-byte limit")
+                throw fail(.limitExceeded, "\(what()) of \(n) bytes exceeds the \(limits.maxStringBytes)-byte limit")
             }
-            let bytes = try reader.slice(n, what)
+            let bytes = try reader.slice(n, what())
             guard let s = validUTF8(bytes) else {
-                throw fail(.corruptPickle, "\(what) is not valid UTF-8")
+                throw fail(.corruptPickle, "\(what()) is not valid UTF-8")
             }
             return s
         }
-        func rawBytes(_ n: Int, _ what: String) throws -> [UInt8] {
+        func rawBytes(_ n: Int, _ what: @autoclosure () -> String) throws -> [UInt8] {
             guard n <= limits.maxStringBytes else {
-                throw fail(.limitExceeded, "\(what) of \(n) bytes exceeds the \(limits.maxStringBytes)-byte limit")
+                throw fail(.limitExceeded, "\(what()) of \(n) bytes exceeds the \(limits.maxStringBytes)-byte limit")
             }
-            return Array(try reader.slice(n, what))
+            return Array(try reader.slice(n, what()))
         }
-        func length(_ width: Int, _ what: String) throws -> Int {
-            let n = try reader.uintLE(width, what)
-            guard n <= UInt64(Int.max) else { throw fail(.limitExceeded, "\(what) declares \(n) bytes") }
+        func length(_ width: Int, _ what: @autoclosure () -> String) throws -> Int {
+            let n = try reader.uintLE(width, what())
+            guard n <= UInt64(Int.max) else { throw fail(.limitExceeded, "\(what()) declares \(n) bytes") }
             return Int(n)
         }
         func textLine(_ what: String) throws -> String {
@@ -306,91 +396,94 @@ final class PickleMachine {
         while true {
             opStart = reader.position
             op = try reader.u8("opcode")
-            switch op {
-            case 0x80:  // PROTO
+            guard let opcode = Opcode(rawValue: op) else {
+                throw fail(.unsupportedOpcode, "opcode not supported by the safe pickle reader (protocols 2-5)")
+            }
+            switch opcode {
+            case .proto:
                 let p = try reader.u8("protocol")
                 guard p <= 5 else { throw fail(.corruptPickle, "pickle protocol \(p) (this machine reads up to 5)") }
-            case 0x95:  // FRAME: framing is transparent to a reader of the whole stream
+            case .frame:  // framing is transparent to a reader of the whole stream
                 let n = try reader.u64("frame length")
                 guard n <= UInt64(reader.remaining) else {
                     throw fail(.truncated, "frame of \(n) bytes, only \(reader.remaining) left")
                 }
-            case 0x2e:  // STOP
+            case .stop:
                 let result = try pop()
                 try checkData(result, "the pickled object")
                 return result
-            case 0x63:  // GLOBAL
+            case .global:
                 let module = try textLine("GLOBAL module")
                 let name = try textLine("GLOBAL name")
                 try push(.global(try global(module, name, fail)))
-            case 0x93:  // STACK_GLOBAL
+            case .stackGlobal:
                 let nameValue = try pop()
                 let moduleValue = try pop()
                 guard case .string(let module) = moduleValue, case .string(let name) = nameValue else {
-                    throw fail(.corruptPickle, "STACK_GLOBAL operands are not strings")
+                    throw fail(.corruptPickle, "\(opcode.name) operands are not strings")
                 }
                 try push(.global(try global(module, name, fail)))
-            case 0x52:  // REDUCE
+            case .reduce:
                 let args = try pop()
                 let callable = try pop()
                 try push(try reduce(callable, args, at: opStart, fail))
-            case 0x62:  // BUILD
+            case .build:
                 let state = try pop()
                 let target = try top()
                 try build(target, state, fail)
-            case 0x81:  // NEWOBJ
+            case .newobj:
                 let args = try pop()
                 let cls = try pop()
                 try push(try newObject(cls, args, fail))
-            case 0x92:  // NEWOBJ_EX
+            case .newobjEx:
                 let kwargs = try pop()
                 let args = try pop()
                 let cls = try pop()
                 let obj = try newObject(cls, args, fail)
                 if case .object = obj { try checkData(kwargs, "keyword arguments") }
                 try push(obj)
-            case 0x51:  // BINPERSID
+            case .binpersid:
                 let pid = try pop()
                 try push(try persistentLoad(pid, fail))
-            case 0x28:  // MARK
+            case .mark:
                 guard marks.count < limits.maxNestingDepth else {
                     throw fail(.limitExceeded, "more than \(limits.maxNestingDepth) MARKs open")
                 }
                 marks.append(stack.count)
-            case 0x74: try push(try makeTuple(try popMark()))
-            case 0x85:
+            case .tuple: try push(try makeTuple(try popMark()))
+            case .tuple1:
                 let a = try pop()
                 try push(try makeTuple([a]))
-            case 0x86:
+            case .tuple2:
                 let b = try pop(), a = try pop()
                 try push(try makeTuple([a, b]))
-            case 0x87:
+            case .tuple3:
                 let c = try pop(), b = try pop(), a = try pop()
                 try push(try makeTuple([a, b, c]))
-            case 0x29: try push(try makeTuple([]))
-            case 0x5d:  // EMPTY_LIST
+            case .emptyTuple: try push(try makeTuple([]))
+            case .emptyList:
                 lists.append([])
                 try push(.list(lists.count - 1))
-            case 0x6c:  // LIST
+            case .list:
                 let items = try popMark()
                 for item in items { try checkData(item, "a list item") }
                 try countElements(items.count)
                 lists.append(items)
                 try push(.list(lists.count - 1))
-            case 0x61, 0x65:  // APPEND, APPENDS
-                let items = op == 0x61 ? [try pop()] : try popMark()
+            case .append, .appends:
+                let items = opcode == .append ? [try pop()] : try popMark()
                 guard case .list(let l) = try top() else {
-                    throw fail(.disallowedCall, "APPEND target is not a list")
+                    throw fail(.disallowedCall, "\(opcode.name) target is not a list")
                 }
                 for item in items { try checkData(item, "a list item") }
                 try countElements(items.count)
                 lists[l].append(contentsOf: items)
-            case 0x7d:  // EMPTY_DICT
+            case .emptyDict:
                 dicts.append(PDict())
                 try push(.dict(dicts.count - 1))
-            case 0x64, 0x73, 0x75:  // DICT, SETITEM, SETITEMS
+            case .dict, .setitem, .setitems:
                 let items: [PValue]
-                if op == 0x73 {
+                if opcode == .setitem {
                     let v = try pop(), k = try pop()
                     items = [k, v]
                 } else {
@@ -398,12 +491,12 @@ final class PickleMachine {
                 }
                 guard items.count % 2 == 0 else { throw fail(.corruptPickle, "odd number of items for a dict") }
                 let d: Int
-                if op == 0x64 {
+                if opcode == .dict {
                     dicts.append(PDict())
                     d = dicts.count - 1
                 } else {
                     guard case .dict(let target) = try top() else {
-                        throw fail(.disallowedCall, "SETITEM target is not a dict")
+                        throw fail(.disallowedCall, "\(opcode.name) target is not a dict")
                     }
                     d = target
                 }
@@ -415,70 +508,71 @@ final class PickleMachine {
                     dicts[d].set(items[i], items[i + 1])
                     i += 2
                 }
-                if op == 0x64 { try push(.dict(d)) }
-            case 0x8f:  // EMPTY_SET
+                if opcode == .dict { try push(.dict(d)) }
+            case .emptySet:
                 sets.append([])
                 try push(.set(sets.count - 1))
-            case 0x90:  // ADDITEMS
+            case .additems:
                 let items = try popMark()
-                guard case .set(let s) = try top() else { throw fail(.disallowedCall, "ADDITEMS target is not a set") }
+                guard case .set(let s) = try top() else { throw fail(.disallowedCall, "\(opcode.name) target is not a set") }
                 for item in items { try checkData(item, "a set item") }
                 try countElements(items.count)
                 sets[s].append(contentsOf: items)
-            case 0x91:  // FROZENSET
+            case .frozenset:
                 let items = try popMark()
                 for item in items { try checkData(item, "a set item") }
                 try countElements(items.count)
                 sets.append(items)
                 try push(.set(sets.count - 1))
-            case 0x4e: try push(.none)
-            case 0x88: try push(.bool(true))
-            case 0x89: try push(.bool(false))
-            case 0x4a: try push(.int(Int64(Int32(bitPattern: try reader.u32("BININT operand")))))
-            case 0x4b: try push(.int(Int64(try reader.u8("BININT1 operand"))))
-            case 0x4d: try push(.int(Int64(try reader.u16("BININT2 operand"))))
-            case 0x8a: try push(try integer(Int(try reader.u8("LONG1 length"))))
-            case 0x8b:
-                let n = Int32(bitPattern: try reader.u32("LONG4 length"))
+            case .none: try push(.none)
+            case .newtrue: try push(.bool(true))
+            case .newfalse: try push(.bool(false))
+            case .binint: try push(.int(Int64(Int32(bitPattern: try reader.u32("\(opcode.name) operand")))))
+            case .binint1: try push(.int(Int64(try reader.u8("\(opcode.name) operand"))))
+            case .binint2: try push(.int(Int64(try reader.u16("\(opcode.name) operand"))))
+            case .long1: try push(try integer(Int(try reader.u8("\(opcode.name) length"))))
+            case .long4:
+                let n = Int32(bitPattern: try reader.u32("\(opcode.name) length"))
                 guard n >= 0 else { throw fail(.corruptPickle, "negative LONG4 length") }
                 try push(try integer(Int(n)))
-            case 0x47:  // BINFLOAT: big-endian IEEE double
-                let raw = try reader.slice(8, "BINFLOAT operand")
+            case .binfloat:  // big-endian IEEE double
+                let raw = try reader.slice(8, "\(opcode.name) operand")
                 var bits: UInt64 = 0
                 for b in raw { bits = bits << 8 | UInt64(b) }
                 try push(.float(Double(bitPattern: bits)))
-            case 0x58: try push(.string(try string(try length(4, "BINUNICODE length"), "BINUNICODE string")))
-            case 0x8c: try push(.string(try string(Int(try reader.u8("SHORT_BINUNICODE length")), "SHORT_BINUNICODE string")))
-            case 0x8d: try push(.string(try string(try length(8, "BINUNICODE8 length"), "BINUNICODE8 string")))
-            case 0x54, 0x55:  // BINSTRING, SHORT_BINSTRING: Python 2 str, decoded as latin-1
+            case .binunicode: try push(.string(try string(try length(4, "\(opcode.name) length"), "\(opcode.name) string")))
+            case .shortBinunicode: try push(.string(try string(Int(try reader.u8("\(opcode.name) length")), "\(opcode.name) string")))
+            case .binunicode8: try push(.string(try string(try length(8, "\(opcode.name) length"), "\(opcode.name) string")))
+            case .binstring, .shortBinstring:  // Python 2 str, decoded as latin-1
                 let n: Int
-                if op == 0x54 {
-                    let signed = Int32(bitPattern: try reader.u32("BINSTRING length"))
+                if opcode == .binstring {
+                    let signed = Int32(bitPattern: try reader.u32("\(opcode.name) length"))
                     guard signed >= 0 else { throw fail(.corruptPickle, "negative BINSTRING length") }
                     n = Int(signed)
                 } else {
-                    n = Int(try reader.u8("SHORT_BINSTRING length"))
+                    n = Int(try reader.u8("\(opcode.name) length"))
                 }
-                let bytes = try rawBytes(n, "BINSTRING string")
+                let bytes = try rawBytes(n, "\(opcode.name) string")
                 try push(.string(String(String.UnicodeScalarView(bytes.map { Unicode.Scalar($0) }))))
-            case 0x42: try push(.bytes(try rawBytes(try length(4, "BINBYTES length"), "BINBYTES data")))
-            case 0x43: try push(.bytes(try rawBytes(Int(try reader.u8("SHORT_BINBYTES length")), "SHORT_BINBYTES data")))
-            case 0x8e, 0x96: try push(.bytes(try rawBytes(try length(8, "BINBYTES8 length"), "BINBYTES8 data")))
-            case 0x68: try push(try memoGet(UInt32(try reader.u8("BINGET index"))))
-            case 0x6a: try push(try memoGet(try reader.u32("LONG_BINGET index")))
-            case 0x71: try memoPut(UInt32(try reader.u8("BINPUT index")), try top())
-            case 0x72: try memoPut(try reader.u32("LONG_BINPUT index"), try top())
-            case 0x94:
+            case .binbytes: try push(.bytes(try rawBytes(try length(4, "\(opcode.name) length"), "\(opcode.name) data")))
+            case .shortBinbytes: try push(.bytes(try rawBytes(Int(try reader.u8("\(opcode.name) length")), "\(opcode.name) data")))
+            case .binbytes8, .bytearray8: try push(.bytes(try rawBytes(try length(8, "\(opcode.name) length"), "\(opcode.name) data")))
+            case .binget: try push(try memoGet(UInt32(try reader.u8("\(opcode.name) index"))))
+            case .longBinget: try push(try memoGet(try reader.u32("\(opcode.name) index")))
+            case .binput: try memoPut(UInt32(try reader.u8("\(opcode.name) index")), try top())
+            case .longBinput: try memoPut(try reader.u32("\(opcode.name) index"), try top())
+            case .memoize:
                 guard memoCount < Int(UInt32.max) else { throw fail(.limitExceeded, "memo index overflow") }
                 try memoPut(UInt32(memoCount), try top())
-            case 0x30:  // POP
+            case .pop:
                 if let m = marks.last, m == stack.count { marks.removeLast() } else { _ = try pop() }
-            case 0x31: _ = try popMark()
-            case 0x32: try push(try top())
-            case 0x98: break  // READONLY_BUFFER: bytes stay bytes
-            case 0x97:
+            case .popMark: _ = try popMark()
+            case .dup: try push(try top())
+            case .readonlyBuffer: break  // bytes stay bytes
+            case .nextBuffer:
                 throw fail(.unsupportedOpcode, "out-of-band buffers (NEXT_BUFFER) cannot come from a file")
-            default:
+            case .float, .int, .long, .string, .unicode, .persid, .get, .put, .inst, .obj, .ext1, .ext2, .ext4:
+                // Text-protocol and extension-registry opcodes: torch.save never writes them.
                 throw fail(.unsupportedOpcode, "opcode not supported by the safe pickle reader (protocols 2-5)")
             }
         }

@@ -11,7 +11,8 @@ import Darwin
 ///              "__metadata__": {"key": "value", ...}}
 ///
 /// Offsets are relative to the start of the data section. The reader checks that every tensor's
-/// range lies inside the data, matches its dtype and shape exactly, and that ranges do not overlap.
+/// range lies inside the data, matches its dtype and shape exactly, and that ranges do not overlap;
+/// a key repeated in any JSON object of the header is refused as a duplicate, naming it.
 public enum SafeTensors {
     /// Writes `tensors` (contiguous little-endian bytes each) with `metadata` to `path`, in order.
     /// - Throws: `.invalidTensor` when a tensor's byte count disagrees with its dtype and shape,
@@ -105,7 +106,7 @@ public enum SafeTensors {
         return n >= 2 && n <= UInt64(bytes.count - 8) && bytes[8] == UInt8(ascii: "{")
     }
 
-    static func read(block: ByteBlock, limits: ImportLimits) throws -> Checkpoint {
+    static func read(block: ByteBlock, limits: ImportLimits, ledger: CopyLedger) throws -> Checkpoint {
         let bytes = block.buffer
         let headerLength = Int(try ByteReader.read(bytes, at: 0, width: 8, "safetensors header length"))
         guard headerLength <= bytes.count - 8, headerLength <= 100 << 20 else {
@@ -166,19 +167,20 @@ public enum SafeTensors {
             parsed.append((name, dtype, shape, begin, end))
         }
         parsed.sort { $0.begin < $1.begin || ($0.begin == $1.begin && $0.end < $1.end) }
-        var previousEnd = 0
+        var previous: (name: String, end: Int) = ("", 0)
         for p in parsed where p.end > p.begin {
-            guard p.begin >= previousEnd else {
-                throw CheckpointError(.corruptSafetensors, "tensor data overlaps the previous tensor's", key: p.name,
+            guard p.begin >= previous.end else {
+                throw CheckpointError(.corruptSafetensors, "tensor data overlaps that of '\(previous.name)'", key: p.name,
                                       offset: dataStart + p.begin)
             }
-            previousEnd = p.end
+            previous = (p.name, p.end)
         }
         let tensors = parsed.map {
-            CheckpointTensor(name: $0.name, dtype: $0.dtype, shape: $0.shape, block: block,
-                             byteOffset: dataStart + $0.begin, byteCount: $0.end - $0.begin)
+            CheckpointTensor(name: $0.name, dtype: $0.dtype, shape: $0.shape, byteCount: $0.end - $0.begin,
+                             source: .ready(block, byteOffset: dataStart + $0.begin, zeroCopy: true))
         }
-        return try Checkpoint(container: .safetensors, structure: "safetensors", tensors: tensors, metadata: metadata)
+        return try Checkpoint(container: .safetensors, structure: "safetensors", tensors: tensors, metadata: metadata,
+                              ledger: ledger)
     }
 }
 
@@ -233,11 +235,18 @@ struct JSONParser {
         case UInt8(ascii: "{"):
             position += 1
             var fields: [(String, Value)] = []
+            var keys = Set<String>()
             skipSpace()
             if position < bytes.count, bytes[position] == UInt8(ascii: "}") { position += 1; return .object(fields) }
             while true {
                 skipSpace()
+                let keyStart = position
                 let key = try parseString()
+                // A repeated key would make a tensor name (or a field) mean two things.
+                guard keys.insert(key).inserted else {
+                    throw CheckpointError(.corruptSafetensors, "header JSON: duplicate key '\(key)'", key: key,
+                                          offset: base + keyStart)
+                }
                 try expect(UInt8(ascii: ":"))
                 fields.append((key, try parseValue(depth: depth + 1)))
                 skipSpace()

@@ -11,7 +11,7 @@
 // then for each key in that list: int64 LE element count, then that many elements (raw LE).
 
 enum TorchZip {
-    static func load(block: ByteBlock, limits: ImportLimits) throws -> Checkpoint {
+    static func load(block: ByteBlock, limits: ImportLimits, ledger: CopyLedger) throws -> Checkpoint {
         let archive = try ZipArchive(block: block, limits: limits)
         block.releaseResidentPages()
         guard let first = archive.entries.first else {
@@ -35,7 +35,7 @@ enum TorchZip {
         }
         var bigEndian = false
         if let order = archive.entry(named: folder + "/byteorder") {
-            let (b, r) = try archive.contents(of: order)
+            let (b, r) = try archive.contents(of: order, ledger: ledger)
             let text = String(decoding: UnsafeRawBufferPointer(rebasing: b.buffer[r]), as: UTF8.self)
             switch text.trimmingSpaces {
             case "little": bigEndian = false
@@ -44,7 +44,7 @@ enum TorchZip {
                 throw CheckpointError(.corruptZip, "byteorder says '\(text.prefix(20))' (expected little or big)", entry: order.name)
             }
         }
-        let (pickleBlock, pickleRange) = try archive.contents(of: pickleEntry)
+        let (pickleBlock, pickleRange) = try archive.contents(of: pickleEntry, ledger: ledger)
         let machine = PickleMachine(limits: limits)
         var reader = ByteReader(UnsafeRawBufferPointer(rebasing: pickleBlock.buffer[pickleRange]), entry: pickleEntry.name)
         let root: PValue
@@ -58,34 +58,36 @@ enum TorchZip {
         var finder = StructureFinder(machine: machine, limits: limits)
         let found = try finder.find(root)
 
-        var cache: [String: StorageData] = [:]
+        // Storage entries are checked here but not read: a deflated one is inflated when one of its
+        // tensors' values is first asked for.
+        var storages: [String: StorageBytes] = [:]
         var tensors: [CheckpointTensor] = []
         tensors.reserveCapacity(found.named.count)
         for (name, t) in found.named {
             let ref = machine.tensors[t]
             let storage = machine.storages[ref.storage]
-            let data: StorageData
-            if let cached = cache[storage.key] {
-                data = cached
+            let data: StorageBytes
+            if let known = storages[storage.key] {
+                data = known
             } else {
                 let entryName = folder + "/data/" + storage.key
                 guard let entry = archive.entry(named: entryName) else {
                     throw CheckpointError(.missingEntry, "storage '\(storage.key)' has no entry in the archive",
                                           entry: entryName, key: name)
                 }
-                let (b, r) = try archive.contents(of: entry)
-                data = StorageData(block: b, range: r, entry: entryName)
-                cache[storage.key] = data
+                data = try archive.storage(entry, ledger: ledger)
+                storages[storage.key] = data
             }
-            tensors.append(try Materializer.tensor(named: name, ref, storage: storage, data: data,
-                                                   bigEndian: bigEndian, limits: limits))
+            tensors.append(try Materializer.plan(named: name, ref, storage: storage, data: data,
+                                                 bigEndian: bigEndian, limits: limits))
         }
-        return try Checkpoint(container: .zip, structure: found.structure, tensors: tensors, metadata: found.metadata)
+        return try Checkpoint(container: .zip, structure: found.structure, tensors: tensors, metadata: found.metadata,
+                              ledger: ledger)
     }
 }
 
 enum LegacyFormat {
-    static func load(block: ByteBlock, limits: ImportLimits) throws -> Checkpoint {
+    static func load(block: ByteBlock, limits: ImportLimits, ledger: CopyLedger) throws -> Checkpoint {
         let bytes = block.buffer
         var reader = ByteReader(bytes, entry: nil)
         // 1. magic number: the int 0x1950a86a20f9469cfc6c, pickled at the caller's protocol.
@@ -139,7 +141,7 @@ enum LegacyFormat {
             elementSize[s.key] = s.dtype?.byteSize ?? 1
         }
         // 6. raw data.
-        var data: [String: StorageData] = [:]
+        var data: [String: StorageBytes] = [:]
         for key in keys {
             let start = reader.position
             let count = try reader.u64("element count of storage '\(key)'")
@@ -155,8 +157,8 @@ enum LegacyFormat {
                 throw CheckpointError(.truncated, "storage '\(key)' needs \(byteCount) bytes, only \(reader.remaining) left",
                                       key: key, offset: reader.position)
             }
-            data[key] = StorageData(block: block, range: reader.position..<(reader.position + byteCount),
-                                    entry: "legacy storage '\(key)'")
+            data[key] = StorageBytes(entry: "legacy storage '\(key)'",
+                                     origin: .view(block, reader.position..<(reader.position + byteCount)), ledger: ledger)
             reader.position += byteCount
         }
         var finder = StructureFinder(machine: machine, limits: limits)
@@ -170,9 +172,10 @@ enum LegacyFormat {
                 throw CheckpointError(.missingEntry, "storage '\(storage.key)' has no data in the file", key: name)
             }
             // Legacy files are little-endian (checked above); `cuda:0` locations are plain data.
-            tensors.append(try Materializer.tensor(named: name, ref, storage: storage, data: d, bigEndian: false, limits: limits))
+            tensors.append(try Materializer.plan(named: name, ref, storage: storage, data: d, bigEndian: false, limits: limits))
         }
-        return try Checkpoint(container: .legacy, structure: found.structure, tensors: tensors, metadata: found.metadata)
+        return try Checkpoint(container: .legacy, structure: found.structure, tensors: tensors, metadata: found.metadata,
+                              ledger: ledger)
     }
 }
 

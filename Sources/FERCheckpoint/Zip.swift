@@ -176,9 +176,10 @@ struct ZipArchive {
 
     func entry(named name: String) -> ZipEntry? { index[name].map { entries[$0] } }
 
-    /// The entry's uncompressed bytes: a view into the file for stored entries (no copy), a new
-    /// inflated block for deflated ones.
-    func contents(of entry: ZipEntry) throws -> (block: ByteBlock, range: Range<Int>) {
+    /// Refuses, without reading its data, an entry this reader cannot produce: encrypted, an
+    /// unknown compression method, a stored entry whose two sizes differ, a deflated entry whose
+    /// declared size is over `maxTensorBytes` or impossible for its compressed size.
+    func checkReadable(_ entry: ZipEntry) throws {
         if entry.flags & 0x1 != 0 {
             throw CheckpointError(.unsupportedZipFeature, "entry is encrypted", entry: entry.name, fileOffset: entry.localHeaderOffset)
         }
@@ -188,26 +189,46 @@ struct ZipArchive {
                 throw CheckpointError(.corruptZip, "stored entry has compressed size \(entry.compressedSize) != uncompressed size \(entry.uncompressedSize)",
                                       entry: entry.name, fileOffset: entry.localHeaderOffset)
             }
-            return (block, entry.dataOffset..<(entry.dataOffset + entry.compressedSize))
         case 8:
-            return (try inflate(entry), 0..<entry.uncompressedSize)
+            guard entry.uncompressedSize <= limits.maxTensorBytes else {
+                throw CheckpointError(.limitExceeded, "deflated entry declares \(entry.uncompressedSize) bytes, limit \(limits.maxTensorBytes)",
+                                      entry: entry.name, fileOffset: entry.localHeaderOffset)
+            }
+            // Deflate cannot expand more than about 1032:1; a larger claim is a lie (or a bomb).
+            guard entry.uncompressedSize <= entry.compressedSize &* 1032 &+ 1024 else {
+                throw CheckpointError(.inflateFailed, "declared size \(entry.uncompressedSize) is impossible for \(entry.compressedSize) deflated bytes",
+                                      entry: entry.name, fileOffset: entry.localHeaderOffset)
+            }
         default:
             throw CheckpointError(.unsupportedZipFeature, "compression method \(entry.method) (only 0 stored and 8 deflate are read)",
                                   entry: entry.name, fileOffset: entry.localHeaderOffset)
         }
     }
 
-    private func inflate(_ entry: ZipEntry) throws -> ByteBlock {
+    /// Where the entry's uncompressed bytes will come from, checked but not read: a view into the
+    /// file for stored entries, the entry to inflate on first use for deflated ones.
+    func storage(_ entry: ZipEntry, ledger: CopyLedger) throws -> StorageBytes {
+        try checkReadable(entry)
+        let origin: StorageBytes.Origin = entry.method == 0
+            ? .view(block, entry.dataOffset..<(entry.dataOffset + entry.compressedSize))
+            : .deflated(block, entry)
+        return StorageBytes(entry: entry.name, origin: origin, ledger: ledger)
+    }
+
+    /// The entry's uncompressed bytes now: a view into the file for stored entries (no copy), a
+    /// new inflated block for deflated ones, charged to `ledger`.
+    func contents(of entry: ZipEntry, ledger: CopyLedger) throws -> (block: ByteBlock, range: Range<Int>) {
+        let bytes = try storage(entry, ledger: ledger)
+        let (block, start) = try ledger.withLock { try bytes.resolveLocked(for: nil) }
+        return (block, start..<(start + bytes.count))
+    }
+
+    /// Inflates a deflated entry of `file` into a new block of exactly its declared size. Stops
+    /// with `.inflateFailed` naming the entry as soon as the data would produce more than that
+    /// (the output buffer is the declared size: nothing is ever written past it), and when it
+    /// produces less, is corrupt, or fails its CRC-32. The caller charged the allocation.
+    static func inflate(_ entry: ZipEntry, from file: ByteBlock) throws -> ByteBlock {
         let outSize = entry.uncompressedSize
-        guard outSize <= limits.maxTensorBytes else {
-            throw CheckpointError(.limitExceeded, "deflated entry declares \(outSize) bytes, limit \(limits.maxTensorBytes)",
-                                  entry: entry.name, fileOffset: entry.localHeaderOffset)
-        }
-        // Deflate cannot expand more than about 1032:1; a larger claim is a lie (or a bomb).
-        guard outSize <= entry.compressedSize &* 1032 &+ 1024 else {
-            throw CheckpointError(.inflateFailed, "declared size \(outSize) is impossible for \(entry.compressedSize) deflated bytes",
-                                  entry: entry.name, fileOffset: entry.localHeaderOffset)
-        }
         let output = UnsafeMutableRawPointer.allocate(byteCount: max(outSize, 1), alignment: 64)
         let block = ByteBlock(adopting: output, count: outSize)
         var stream = z_stream()
@@ -216,7 +237,7 @@ struct ZipArchive {
             throw CheckpointError(.inflateFailed, "zlib inflateInit2 failed (\(status))", entry: entry.name)
         }
         defer { inflateEnd(&stream) }
-        let input = self.block.buffer.baseAddress! + entry.dataOffset
+        let input = file.buffer.baseAddress! + entry.dataOffset
         var consumed = 0
         var produced = 0
         // zlib counts in UInt32: feed and drain in chunks so that huge entries work.

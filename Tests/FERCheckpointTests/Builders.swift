@@ -126,6 +126,38 @@ func rawDeflate(_ input: [UInt8]) -> [UInt8] {
     return Array(output[0..<produced])
 }
 
+/// Raw deflate of `mebibytes` MiB of zeros, about 1 KB per MiB, made without holding the zeros:
+/// one MiB deflated with a full flush (which ends byte-aligned and forgets the history, so the
+/// next MiB compresses to the same bytes) repeated, then an empty final block. The CRC-32 of the
+/// zeros is combined from the CRC of one MiB.
+func deflatedZeros(mebibytes: Int) -> (stored: [UInt8], crc: UInt32) {
+    let mib = [UInt8](repeating: 0, count: 1 << 20)
+    var stream = z_stream()
+    precondition(deflateInit2_(&stream, 9, Z_DEFLATED, -MAX_WBITS, 8, Z_DEFAULT_STRATEGY, ZLIB_VERSION,
+                               Int32(MemoryLayout<z_stream>.size)) == Z_OK)
+    defer { deflateEnd(&stream) }
+    var chunk = [UInt8](repeating: 0, count: 8192)
+    var source = mib
+    let n = source.withUnsafeMutableBufferPointer { src -> Int in
+        chunk.withUnsafeMutableBufferPointer { dst -> Int in
+            stream.next_in = src.baseAddress
+            stream.avail_in = uInt(src.count)
+            stream.next_out = dst.baseAddress
+            stream.avail_out = uInt(dst.count)
+            precondition(deflate(&stream, Z_FULL_FLUSH) == Z_OK && stream.avail_in == 0 && stream.avail_out > 0)
+            return dst.count - Int(stream.avail_out)
+        }
+    }
+    var stored: [UInt8] = []
+    stored.reserveCapacity(n * mebibytes + 2)
+    for _ in 0..<mebibytes { stored += chunk[0..<n] }
+    stored += [0x03, 0x00]  // final fixed-Huffman block with no data
+    let one = crc32(0, mib, uInt(mib.count))
+    var crc: uLong = crc32(0, nil, 0)
+    for _ in 0..<mebibytes { crc = crc32_combine(crc, one, numericCast(mib.count)) }
+    return (stored, UInt32(truncatingIfNeeded: crc))
+}
+
 /// Writes zip archives the way torch.save lays them out (and some ways it does not).
 struct ZipBuilder {
     struct Options {
@@ -135,33 +167,61 @@ struct ZipBuilder {
         var alignment = 64
     }
 
+    /// One member as written: its name, method (0 stored, 8 deflate), CRC-32 and uncompressed
+    /// size as the headers declare them, and the bytes stored.
+    struct Member {
+        var name: String
+        var method: UInt16
+        var crc: UInt32
+        var size: Int
+        var stored: [UInt8]
+
+        /// `data` stored, or deflated when `deflate`, with its true CRC and size.
+        init(_ name: String, _ data: [UInt8], deflate: Bool) {
+            self.init(name: name, method: deflate ? 8 : 0, crc: crc32Of(data), size: data.count,
+                      stored: deflate ? rawDeflate(data) : data)
+        }
+
+        init(name: String, method: UInt16, crc: UInt32, size: Int, stored: [UInt8]) {
+            self.name = name
+            self.method = method
+            self.crc = crc
+            self.size = size
+            self.stored = stored
+        }
+    }
+
     static func make(_ entries: [(String, [UInt8])], _ options: Options = Options()) -> [UInt8] {
+        make(members: entries.map { Member($0.0, $0.1, deflate: options.deflate) }, options)
+    }
+
+    static func make(members: [Member], _ options: Options = Options()) -> [UInt8] {
         var out: [UInt8] = []
         var central: [UInt8] = []
-        for (name, data) in entries {
-            let nameBytes = Array(name.utf8)
-            let crc = crc32Of(data)
-            let stored = options.deflate ? rawDeflate(data) : data
-            let method: UInt16 = options.deflate ? 8 : 0
+        for member in members {
+            let nameBytes = Array(member.name.utf8)
+            let crc = member.crc
+            let stored = member.stored
+            let method = member.method
             let offset = out.count
             // Local header: sizes in a zip64 extra when asked, then "FB" padding to the alignment.
             var localExtra: [UInt8] = []
             if options.zip64 {
-                localExtra += le16(1) + le16(16) + le64(UInt64(data.count)) + le64(UInt64(stored.count))
+                localExtra += le16(1) + le16(16) + le64(UInt64(member.size)) + le64(UInt64(stored.count))
             }
             let unpadded = offset + 30 + nameBytes.count + localExtra.count + 4
             let pad = options.alignment > 1 ? (options.alignment - unpadded % options.alignment) % options.alignment : 0
             if options.alignment > 1 { localExtra += le16(0x4246) + le16(UInt16(pad)) + [UInt8](repeating: 0x5a, count: pad) }
             out += le32(0x0403_4b50) + le16(options.zip64 ? 45 : 20) + le16(0) + le16(method) + le16(0) + le16(0)
             out += le32(crc)
-            out += options.zip64 ? le32(0xFFFF_FFFF) + le32(0xFFFF_FFFF) : le32(UInt32(stored.count)) + le32(UInt32(data.count))
+            out += options.zip64 ? le32(0xFFFF_FFFF) + le32(0xFFFF_FFFF) : le32(UInt32(stored.count)) + le32(UInt32(member.size))
             out += le16(UInt16(nameBytes.count)) + le16(UInt16(localExtra.count)) + nameBytes + localExtra
             out += stored
             // Central directory record: zip64 extra with sizes and offset when asked.
-            let centralExtra = options.zip64 ? le16(1) + le16(24) + le64(UInt64(data.count)) + le64(UInt64(stored.count)) + le64(UInt64(offset)) : []
+            let centralExtra = options.zip64 ? le16(1) + le16(24) + le64(UInt64(member.size)) + le64(UInt64(stored.count)) + le64(UInt64(offset)) : []
             central += le32(0x0201_4b50) + le16(options.zip64 ? 45 : 20) + le16(options.zip64 ? 45 : 20) + le16(0) + le16(method)
             central += le16(0) + le16(0) + le32(crc)
-            central += options.zip64 ? le32(0xFFFF_FFFF) + le32(0xFFFF_FFFF) : le32(UInt32(stored.count)) + le32(UInt32(data.count))
+            central += options.zip64 ? le32(0xFFFF_FFFF) + le32(0xFFFF_FFFF) : le32(UInt32(stored.count)) + le32(UInt32(member.size))
             central += le16(UInt16(nameBytes.count)) + le16(UInt16(centralExtra.count)) + le16(0) + le16(0) + le16(0) + le32(0)
             central += options.zip64 ? le32(0xFFFF_FFFF) : le32(UInt32(offset))
             central += nameBytes + centralExtra
@@ -171,26 +231,27 @@ struct ZipBuilder {
         if options.zip64 {
             let recordOffset = out.count
             out += le32(0x0606_4b50) + le64(44) + le16(45) + le16(45) + le32(0) + le32(0)
-            out += le64(UInt64(entries.count)) + le64(UInt64(entries.count)) + le64(UInt64(central.count)) + le64(UInt64(centralOffset))
+            out += le64(UInt64(members.count)) + le64(UInt64(members.count)) + le64(UInt64(central.count)) + le64(UInt64(centralOffset))
             out += le32(0x0706_4b50) + le32(0) + le64(UInt64(recordOffset)) + le32(1)
             out += le32(0x0605_4b50) + le16(0) + le16(0) + le16(0xFFFF) + le16(0xFFFF) + le32(0xFFFF_FFFF) + le32(0xFFFF_FFFF) + le16(0)
         } else {
-            out += le32(0x0605_4b50) + le16(0) + le16(0) + le16(UInt16(entries.count)) + le16(UInt16(entries.count))
+            out += le32(0x0605_4b50) + le16(0) + le16(0) + le16(UInt16(members.count)) + le16(UInt16(members.count))
             out += le32(UInt32(central.count)) + le32(UInt32(centralOffset)) + le16(0)
         }
         return out
     }
 
     /// A torch.save-style checkpoint: `<folder>/data.pkl`, `<folder>/byteorder`, `<folder>/data/<key>`.
+    /// `prepared` members (already compressed, or declaring sizes of their own) follow the rest.
     static func checkpoint(pickle: [UInt8], storages: [(String, [UInt8])], folder: String = "archive",
                            byteorder: String? = "little", extra: [(String, [UInt8])] = [],
-                           options: Options = Options()) -> [UInt8] {
+                           prepared: [Member] = [], options: Options = Options()) -> [UInt8] {
         var entries: [(String, [UInt8])] = [("\(folder)/data.pkl", pickle)]
         if let byteorder { entries.append(("\(folder)/byteorder", Array(byteorder.utf8))) }
         for (key, data) in storages { entries.append(("\(folder)/data/\(key)", data)) }
         entries.append(("\(folder)/version", Array("3\n".utf8)))
         entries += extra
-        return make(entries, options)
+        return make(members: entries.map { Member($0.0, $0.1, deflate: options.deflate) } + prepared, options)
     }
 }
 

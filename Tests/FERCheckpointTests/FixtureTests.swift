@@ -88,7 +88,7 @@ final class FixtureTests: XCTestCase {
         let t = checkpoint.tensors[0]
         let floats = try t.floats()
         XCTAssertEqual(floats.count, t.count)
-        t.withUnsafeRawBytes { raw in
+        try t.withUnsafeRawBytes { raw in
             for i in [0, t.count / 2, t.count - 1] {
                 XCTAssertEqual(floats[i].bitPattern, UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
             }
@@ -98,9 +98,9 @@ final class FixtureTests: XCTestCase {
         let (kept, crc): (CheckpointTensor, UInt32) = try {
             let c = try Checkpoint.load(path: try Repo.reference())
             let last = c.tensors[c.tensors.count - 1]
-            return (last, last.withUnsafeRawBytes { crc32Of($0) })
+            return (last, try last.withUnsafeRawBytes { crc32Of($0) })
         }()
-        XCTAssertEqual(kept.withUnsafeRawBytes { crc32Of($0) }, crc)
+        XCTAssertEqual(try kept.withUnsafeRawBytes { crc32Of($0) }, crc)
     }
 
     func testViewsFixtureMaterialisesNonContiguousTensors() throws {

@@ -198,6 +198,11 @@ final class HostileTests: XCTestCase {
         var b = PickleBuilder(protocol: 4)
         b.raw(0x8e); b.bytes += le64(1 << 62); b.stop()
         assertCheckpointError(.limitExceeded, "BINBYTES8 length") { try load(b.bytes) }
+        var ba = PickleBuilder(protocol: 5)
+        ba.raw(0x96); ba.bytes += le64(1 << 62); ba.stop()
+        let bae = assertCheckpointError(.limitExceeded, "BYTEARRAY8 length") { try load(ba.bytes) }
+        XCTAssertEqual(bae?.opcode, "BYTEARRAY8 (0x96)")
+        XCTAssertTrue(bae?.message.hasPrefix("BYTEARRAY8 data of") ?? false, bae?.message ?? "")
         var l = PickleBuilder()
         l.raw(0x8b); l.bytes += le32(1 << 30); l.stop()
         assertCheckpointError(.limitExceeded, "LONG4 width") { try load(l.bytes) }
@@ -311,9 +316,24 @@ final class HostileTests: XCTestCase {
         assertCheckpointError(.storageOutOfBounds, "safetensors offsets") {
             try Checkpoint.load(bytes: st(#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#, data: 8))
         }
-        assertCheckpointError(.corruptSafetensors, "safetensors overlap") {
+        let overlap = assertCheckpointError(.corruptSafetensors, "safetensors overlap") {
             try Checkpoint.load(bytes: st(#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#, data: 12))
         }
+        XCTAssertEqual(overlap?.key, "b")
+        XCTAssertEqual(overlap?.message, "tensor data overlaps that of 'a'")
+        // A repeated name is a duplicate key, named, at the offset of its second occurrence.
+        let twice = #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#
+        let duplicate = assertCheckpointError(.corruptSafetensors, "safetensors duplicate key") {
+            try Checkpoint.load(bytes: st(twice, data: 8))
+        }
+        XCTAssertEqual(duplicate?.key, "a")
+        XCTAssertEqual(duplicate?.message, "header JSON: duplicate key 'a'")
+        XCTAssertEqual(duplicate?.offset, 8 + twice.utf8.count - #""a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#.utf8.count)
+        // Also inside a tensor's own object.
+        let field = assertCheckpointError(.corruptSafetensors, "safetensors duplicate field") {
+            try Checkpoint.load(bytes: st(#"{"a":{"dtype":"F32","dtype":"F16","shape":[2],"data_offsets":[0,8]}}"#, data: 8))
+        }
+        XCTAssertEqual(field?.key, "dtype")
         assertCheckpointError(.corruptSafetensors, "safetensors shape mismatch") {
             try Checkpoint.load(bytes: st(#"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#, data: 8))
         }
@@ -390,7 +410,7 @@ final class HostileTests: XCTestCase {
                 damaged[i] ^= 0xff
                 do {
                     let c = try Checkpoint.load(bytes: damaged)
-                    for t in c.tensors { _ = t.bytes() }
+                    for t in c.tensors { _ = try t.bytes() }
                     successes += 1
                 } catch is CheckpointError {
                     failures += 1
@@ -405,7 +425,10 @@ final class HostileTests: XCTestCase {
         for i in stride(from: 0, to: min(real.count, 40_000), by: 37) {
             var damaged = real
             damaged[i] ^= UInt8(truncatingIfNeeded: i | 1)
-            do { _ = try Checkpoint.load(bytes: damaged) } catch is CheckpointError {}
+            do {
+                let c = try Checkpoint.load(bytes: damaged)
+                for t in c.tensors { _ = try t.withUnsafeRawBytes { $0.first } }
+            } catch is CheckpointError {}
         }
     }
 }

@@ -5,7 +5,7 @@
 // The input's first byte picks the decoder, the rest is the payload:
 //   0: Checkpoint.load(bytes:)  (format detection, zip, legacy, safetensors, structure, tensors)
 //   1: PickleMachine.run on the bare stream, then the structure finder
-//   2: ZipArchive over the bytes, reading every entry
+//   2: ZipArchive over the bytes, reading (inflating) every entry under one copy budget
 // Any thrown CheckpointError is an acceptable outcome; a crash, hang or sanitizer report is not.
 
 /// Tight limits keep each execution fast; they are the same checks with smaller numbers.
@@ -18,6 +18,7 @@ let fuzzLimits: ImportLimits = {
     l.maxTensorBytes = 16 << 20
     l.maxZipEntries = 10_000
     l.maxTensors = 10_000
+    l.minCopyBudget = 16 << 20
     return l
 }()
 
@@ -29,14 +30,16 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     switch selector {
     case 0:
         if let checkpoint = try? Checkpoint.load(bytes: payload, limits: fuzzLimits) {
-            // Touch every tensor's bytes and conversions: bounds were checked at load.
+            // Produce every tensor's values (inflating, gathering, swapping on first use) and touch
+            // them; convert small float tensors. Refusals (copy budget, bad deflate data) are fine.
             var sum: UInt64 = 0
             for t in checkpoint.tensors {
-                t.withUnsafeRawBytes { raw in
+                _ = try? t.withUnsafeRawBytes { raw in
                     if let first = raw.first, let last = raw.last { sum &+= UInt64(first) &+ UInt64(last) }
                 }
                 if t.dtype.isFloatingPoint, t.count <= 4096 { _ = try? t.floats() }
             }
+            precondition(checkpoint.copiedBytes <= checkpoint.copyBudget, "copies exceed the copy budget")
             if sum == 0x1234_5678_9abc { print("unlikely") }
         }
     case 1:
@@ -52,11 +55,13 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     default:
         let block = payload.withUnsafeBytes { ByteBlock(copying: $0) }
         if let archive = try? ZipArchive(block: block, limits: fuzzLimits) {
+            let ledger = CopyLedger(fileSize: block.count, limits: fuzzLimits, file: nil)
             for entry in archive.entries {
-                if let (b, r) = try? archive.contents(of: entry) {
+                if let (b, r) = try? archive.contents(of: entry, ledger: ledger) {
                     precondition(r.lowerBound >= 0 && r.upperBound <= b.count, "entry range escapes its block")
                 }
             }
+            precondition(ledger.charged <= ledger.budget, "inflated entries exceed the copy budget")
         }
     }
     return 0

@@ -94,6 +94,19 @@ for order, method in [(b"little", zipfile.ZIP_STORED), (b"little", zipfile.ZIP_D
     seed(2, buf.getvalue())
 seed(1, pkl)
 
+# A memory-bomb shape: a zero-stride view expanding one float to 2^20 elements (4 MiB), its storage
+# stored and deflated.
+bomb = (b"\x80\x02ccollections\nOrderedDict\n)R(X\x01\x00\x00\x00z"
+        + b"ctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch\nFloatStorage\n"
+        + b"X\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x01tQK\x00(J\x00\x00\x10\x00t(K\x00t"
+        + b"\x89ccollections\nOrderedDict\n)RtRu.")
+for method in [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED]:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", method) as z:
+        z.writestr("bomb/data.pkl", bomb)
+        z.writestr("bomb/data/0", struct.pack("<f", 2.5) + bytes(4096 if method == zipfile.ZIP_DEFLATED else 0))
+    seed(0, buf.getvalue())
+
 # A safetensors file with two tensors and metadata.
 header = json.dumps({"__metadata__": {"format": "pt"},
                      "a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]},

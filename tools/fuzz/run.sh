@@ -8,5 +8,5 @@ runs=${1:-1000000}
 [ -d "$here/.build/corpus" ] || python3 "$here/make_corpus.py"
 mkdir -p "$here/.build/run"
 cd "$here"
-exec ./.build/fuzz-checkpoint -max_len=65536 -rss_limit_mb=2048 -timeout=10 -runs="$runs" \
+exec ./.build/fuzz-checkpoint -max_len=65536 -rss_limit_mb=512 -timeout=10 -runs="$runs" \
     -print_final_stats=1 -artifact_prefix=.build/ .build/run .build/corpus
