@@ -22,7 +22,7 @@ func loadOnce() throws -> (Checkpoint, UInt64) {
     let checkpoint = try Checkpoint.load(path: path)
     var touch: UInt64 = 0
     for t in checkpoint.tensors {
-        t.withUnsafeRawBytes { raw in
+        try t.withUnsafeRawBytes { raw in
             if let first = raw.first, let last = raw.last { touch &+= UInt64(first) &+ UInt64(last) }
         }
     }
