@@ -177,6 +177,7 @@ enum LFNFamily {
     /// RepVGGDW: BN_outer(BN_inner(dw3x3(x)) + dw1x1(x) + x) as one depthwise 3x3 with bias.
     private static func repVGGDW(_ b: inout GraphBuilder, _ x: Int, _ channels: Int, module p: String) throws -> Int {
         let k = b.raw.shape("\(p).conv.c.weight").flatMap { $0.count == 4 ? $0[2] : nil } ?? 3
+        guard k >= 1 else { throw EngineError.unusableTensor(name: "\(p).conv.c.weight", reason: "a kernel of size 0") }
         var w = try b.raw.take("\(p).conv.c.weight", [channels, 1, k, k])
         let inner = try b.raw.batchNorm("\(p).conv.bn", channels: channels)
         let w1 = try b.raw.take("\(p).conv1.weight", [channels, 1, 1, 1])

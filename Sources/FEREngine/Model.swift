@@ -51,7 +51,7 @@ public final class FERModel: @unchecked Sendable {
         var byName: [String: RawTensor] = [:]
         for (name, tensor) in tensors { byName[name] = tensor }
         let architecture = try Architecture.recognise(keys: Set(byName.keys), shapeOf: { byName[$0]?.shape })
-        let raw = RawWeights(order: tensors.map(\.name), tensors: byName)
+        let raw = RawWeights(order: tensors.map(\.name), tensors: byName, architecture: architecture.description)
         let parameters = tensors.filter { !RawWeights.isBuffer($0.name) }.reduce(0) { $0 + $1.tensor.shape.reduce(1, *) }
         let (graph, folded) = architecture == .retinaFace
             ? try RetinaFaceBuilder.build(raw) : try LFNFamily.build(architecture, raw)

@@ -22,9 +22,13 @@ struct RawWeights {
     private var missing: [String] = []
     private var shapeErrors: [String] = []
 
-    init(order: [String], tensors: [String: RawTensor]) {
+    /// The architecture being loaded, for messages.
+    let architecture: String
+
+    init(order: [String], tensors: [String: RawTensor], architecture: String) {
         self.order = order
         self.tensors = tensors
+        self.architecture = architecture
     }
 
     func contains(_ name: String) -> Bool { tensors[name] != nil }
@@ -36,21 +40,47 @@ struct RawWeights {
     /// and zeros of the expected size are returned so that collection can go on; ``finish(_:)``
     /// then throws before any of them can be used.
     mutating func take(_ name: String, _ shape: [Int]) throws -> [Float] {
-        let count = shape.reduce(1, *)
+        // Expected shapes are arithmetic on other tensors' shapes: a hostile checkpoint can make
+        // them negative or overflowing, and a placeholder must not become a memory bomb.
+        guard let count = RawWeights.elementCount(shape) else {
+            shapeErrors.append("\(name): the tensors before it imply the impossible shape \(shape)")
+            throw problems(architecture)
+        }
         guard let tensor = tensors[name] else {
             missing.append("\(name) \(shape)")
-            return [Float](repeating: 0, count: count)
+            return try placeholder(count)
         }
         used.insert(name)
         guard tensor.shape == shape else {
             shapeErrors.append("\(name): checkpoint \(tensor.shape), expected \(shape)")
-            return [Float](repeating: 0, count: count)
+            return try placeholder(count)
         }
         do {
             return try tensor.values()
         } catch {
             throw EngineError.unusableTensor(name: name, reason: "\(error)")
         }
+    }
+
+    /// Largest placeholder handed out for a missing or mis-shaped tensor so that collection can
+    /// go on; past it, the problems so far are thrown at once.
+    static let placeholderLimit = 1 << 24
+
+    private func placeholder(_ count: Int) throws -> [Float] {
+        guard count <= RawWeights.placeholderLimit else { throw problems(architecture) }
+        return [Float](repeating: 0, count: count)
+    }
+
+    /// Elements of `shape`, nil when a dimension is negative or the product overflows.
+    static func elementCount(_ shape: [Int]) -> Int? {
+        var count = 1
+        for d in shape {
+            guard d >= 0 else { return nil }
+            let (product, overflow) = count.multipliedReportingOverflow(by: d)
+            if overflow { return nil }
+            count = product
+        }
+        return count
     }
 
     /// Marks `name` as deliberately unused (it may be absent).
@@ -97,5 +127,10 @@ struct RawWeights {
             throw EngineError.weightMismatch(
                 architecture: architecture.description, missing: missing, unexpected: unexpected, shapes: shapeErrors)
         }
+    }
+
+    /// The problems collected so far, for a load that cannot go on.
+    private func problems(_ architecture: String) -> EngineError {
+        .weightMismatch(architecture: architecture, missing: missing, unexpected: [], shapes: shapeErrors)
     }
 }

@@ -54,6 +54,28 @@ final class PlanTests: XCTestCase {
         }
     }
 
+    func testShapesThatImplyNegativeOrHugeSizesAreRefusedNotTrapped() throws {
+        // Found by tools/fuzz/fuzz-plan: a Spatial Bias reduced to one channel makes the fc input
+        // 4 * (1 - 3 + 1) = -4 wide.
+        let checkpoint = try Checkpoint.load(path: Fixtures.root.appendingPathComponent("Tests/Fixtures/checkpoints/lfnsb7-bare/model.pth").path)
+        func edited(_ shapes: [String: [Int]]) -> [(name: String, tensor: RawTensor)] {
+            checkpoint.tensors.map { t in
+                let shape = shapes[t.name] ?? t.shape
+                return (t.name, RawTensor(shape: shape, values: { [Float](repeating: 0.5, count: shape.reduce(1, *)) }))
+            }
+        }
+        var narrow: [String: [Int]] = ["sb.feature_reduction.0.weight": [1, 256, 1, 1]]
+        for s in ["weight", "bias", "running_mean", "running_var"] { narrow["sb.feature_reduction.1.\(s)"] = [1] }
+        XCTAssertThrowsError(try FERModel(stateDict: edited(narrow))) { error in
+            XCTAssertTrue("\(error)".contains("fc.weight: the tensors before it imply the impossible shape [7, -4]"), "\(error)")
+        }
+        // An empty tensor (importers accept it) that declares a 2^40-wide expansion: its own
+        // placeholder would be 2^46 floats; the load stops instead of allocating.
+        XCTAssertThrowsError(try FERModel(stateDict: edited(["features.2.conv.conv.weight": [1 << 40, 0, 1, 1]]))) { error in
+            XCTAssertTrue("\(error)".contains("features.2.conv.conv.weight: checkpoint [1099511627776, 0, 1, 1], expected [1099511627776, 64, 1, 1]"), "\(error)")
+        }
+    }
+
     // MARK: RetinaFace
 
     private let retinaDirectory = Fixtures.directory.appendingPathComponent("retinaface")
