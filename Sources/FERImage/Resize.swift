@@ -25,8 +25,8 @@ public enum Resize {
     ///
     /// Memory: the result, the intermediate image of the first pass (at most the source's size), and the
     /// fixed-point weights of at most ``tableBudget`` entries at a time, or one output's taps when a single
-    /// output reads more inputs than that. So a 1 x 89,478,485 image costs no more than its own size again
-    /// (a weight table for every output at once would be 112 x 1.6 million taps, 716 MB).
+    /// output reads more inputs than that: resizing a 1 x 89,478,485 image to 112x112 holds one output's
+    /// 1.6 million taps (6.4 MB), where a table for all 112 outputs at once took 716 MB.
     public static func bilinear(_ image: RGBImage, width: Int, height: Int) -> RGBImage {
         precondition(width > 0 && height > 0, "target size \(width)x\(height) is empty")
         if width == image.width && height == image.height { return image }
@@ -52,8 +52,8 @@ public enum Resize {
     }
 
     /// Most fixed-point weights held at once (256 KiB of Int32): outputs are resampled in blocks whose
-    /// weight tables fit, which is one block for every resize of an image up to about 16,000 pixels a side
-    /// to 112.
+    /// weight tables fit, which is one block (the whole axis) for every resize to 112 from up to 32,704
+    /// pixels.
     static let tableBudget = 1 << 16
 
     /// The horizontal pass alone: rows `rows` of `image` resampled to `width` columns.
