@@ -49,9 +49,9 @@ let package = Package(
         .systemLibrary(
             name: "CSpng", pkgConfig: "spng",
             providers: [.apt(["libspng-dev"])]),
-        .systemLibrary(
-            name: "CTurboJPEG", pkgConfig: "libturbojpeg",
-            providers: [.apt(["libturbojpeg0-dev"])]),
+        // libjpeg-turbo's libjpeg API (jpeglib.h, libjpeg62-turbo-dev), behind a small C shim that catches
+        // libjpeg's error_exit with setjmp, which Swift cannot do (see Sources/CJPEG/include/CJPEG.h).
+        .target(name: "CJPEG", linkerSettings: [.linkedLibrary("jpeg")]),
 
         // Dense float tensors and the NumPy `.npy` format.
         .target(name: "FERTensor", swiftSettings: numericSettings),
@@ -70,7 +70,7 @@ let package = Package(
             swiftSettings: numericSettings),
         // Image files: PNG and JPEG decoding, PIL-exact resizing, the authors' normalisation.
         .target(
-            name: "FERImage", dependencies: ["FERTensor", "CSpng", "CTurboJPEG"],
+            name: "FERImage", dependencies: ["FERTensor", "CSpng", "CJPEG"],
             swiftSettings: numericSettings),
         // The embedding API: one import, a shareable classifier for pixels, encoded images and tensors.
         .target(name: "FERRuntime", dependencies: ["FEREngine", "FERImage", "FERTensor", "FERCheckpoint"]),
@@ -93,7 +93,8 @@ let package = Package(
         .testTarget(name: "FERTensorTests", dependencies: ["FERTensor"]),
         .testTarget(name: "FERCheckpointTests", dependencies: ["FERCheckpoint", "CZlib"]),
         .testTarget(name: "FERKernelsTests", dependencies: ["FERKernels"]),
-        .testTarget(name: "FERImageTests", dependencies: ["FERImage", "FERTensor"]),
+        // CZlib: the tests compress the large PNGs they decode (bounded-memory checks) themselves.
+        .testTarget(name: "FERImageTests", dependencies: ["FERImage", "FERTensor", "CZlib"]),
         // Test support: counts heap allocations (steady-state inference must make none).
         .target(name: "CAllocationCounter", path: "Tests/CAllocationCounter"),
         .testTarget(

@@ -2,7 +2,7 @@
 public enum ImageFormat: String, Sendable, Equatable, CaseIterable {
     /// PNG, signature `89 50 4E 47 0D 0A 1A 0A`, decoded by libspng.
     case png = "PNG"
-    /// JPEG (JFIF / Exif / Adobe), SOI marker `FF D8 FF`, decoded by libjpeg-turbo's TurboJPEG API.
+    /// JPEG (JFIF / Exif / Adobe), SOI marker `FF D8 FF`, decoded by libjpeg-turbo's libjpeg API.
     case jpeg = "JPEG"
 }
 
@@ -43,6 +43,9 @@ public struct ImageError: Error, Equatable, Sendable, CustomStringConvertible {
         case zeroSize(ImageFormat, width: Int, height: Int)
         /// The header declares more pixels than the limit (a decompression bomb); checked before decoding.
         case tooManyPixels(ImageFormat, width: Int, height: Int, limit: Int)
+        /// The file needs more of some resource than one of the decoder's documented limits allows (see
+        /// ``ImageLimit``); `detail` says what the file asks for and where.
+        case limitExceeded(ImageFormat, limit: ImageLimit, detail: String)
         /// A directory holds no file with an image extension.
         case noImagesInDirectory
     }
@@ -85,12 +88,41 @@ public struct ImageError: Error, Equatable, Sendable, CustomStringConvertible {
             return "image too large: the \(format.rawValue) header declares \(width)x\(height)"
                 + (overflow ? "" : " = \(count)") + " pixels, over the limit of \(limit) "
                 + "(a possible decompression bomb; raise the pixel limit to allow it)"
+        case .limitExceeded(let format, let limit, let detail):
+            return "\(format.rawValue) over the decoder's limit of \(limit) (\(detail))"
         case .noImagesInDirectory: return "directory holds no .png or .jpg/.jpeg images"
         }
     }
 
     /// `"<path>: <message>"`, one line.
     public var description: String { "\(path): \(message)" }
+}
+
+/// A resource limit of the decoder that a file went past, with its value. Each is checked before the
+/// work it bounds is done where the file allows (the JPEG scan count, PNG chunk sizes as declared),
+/// otherwise as soon as libspng notices (PNG chunk data after decompression).
+public enum ImageLimit: Equatable, Sendable, CustomStringConvertible {
+    /// Scans (SOS markers) in one JPEG: ``ImageDecodingOptions/maxJPEGScans``, 100 by default. Each
+    /// progressive scan costs a pass over the whole image, and normal encoders write about 10.
+    case jpegScans(Int)
+    /// Bytes in one ancillary PNG chunk that libspng keeps (text, ICC profile, EXIF, sPLT):
+    /// ``PNGLimits/chunkBytes``.
+    case pngChunkBytes(Int)
+    /// Bytes of ancillary PNG chunk data kept in all, counted after decompression (zTXt, iTXt, iCCP):
+    /// ``PNGLimits/chunkCacheBytes``.
+    case pngChunkCacheBytes(Int)
+    /// Text and sPLT chunks in one PNG: ``PNGLimits/chunkCount``.
+    case pngChunkCount(Int)
+
+    /// The limit in words, for example `"100 scans"`.
+    public var description: String {
+        switch self {
+        case .jpegScans(let n): return "\(n) scans"
+        case .pngChunkBytes(let n): return "\(n) bytes per ancillary chunk"
+        case .pngChunkCacheBytes(let n): return "\(n) bytes of ancillary chunk data in all"
+        case .pngChunkCount(let n): return "\(n) text and sPLT chunks"
+        }
+    }
 }
 
 /// Something worth telling the user about an image that was decoded anyway. One line each.

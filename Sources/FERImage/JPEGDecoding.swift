@@ -1,27 +1,43 @@
-import CTurboJPEG
+import CJPEG
 
-/// JPEG through libjpeg-turbo's TurboJPEG API, then PIL's conversion to 8-bit RGB.
+/// JPEG through libjpeg-turbo's libjpeg API (the one PIL uses), then PIL's conversion to 8-bit RGB.
 ///
 /// Stream layout (big-endian lengths):
 /// ```
 /// FF D8                       SOI
 /// FF xx  u16 length  data     marker segments (APPn, DQT, DHT, SOFn, ...); length counts itself
-/// FF C0..CF (not C4 C8 CC)    SOFn: u8 precision, u16 height, u16 width, u8 components, ...
-/// FF DA  ...  entropy-coded data (FF stuffed as FF 00, restart markers FF D0..D7)
+/// FF C0..CF (not C4 C8 CC)    SOFn: u8 precision, u16 height, u16 width, u8 components Nf,
+///                             then Nf x (u8 id, u8 sampling factors H << 4 | V, u8 table)
+/// FF DA  u16 length  header   SOS, then entropy-coded data (FF stuffed as FF 00, restart markers FF D0..D7)
+/// ...                         more tables and scans (a progressive file has one scan per SOS)
 /// FF D9                       EOI
 /// ```
-/// The SOF is found here first (bounds-checked walk of the marker segments), so that a zero size or a
-/// decompression bomb is refused before TurboJPEG allocates anything. Decoding uses TurboJPEG's defaults,
-/// which are PIL's (accurate integer IDCT, fancy upsampling), with `TJFLAG_STOPONWARNING` so that a
-/// warning (a premature end of data, corrupt entropy data) is an error rather than a silently grey- or
-/// garbage-filled image, and `TJFLAG_LIMITSCANS` (at most 500 progressive scans), so that no crafted
-/// file can make decoding take unbounded time.
+/// Before libjpeg sees the data, the marker segments are walked here (bounds-checked): the SOF gives the
+/// size, so that a zero size or a decompression bomb is refused before anything is allocated, and the SOS
+/// markers are counted through to EOI, so that a file with more scans than
+/// ``ImageDecodingOptions/maxJPEGScans`` is refused before any time is spent on them (each progressive scan
+/// costs a pass over the whole image's coefficients).
+///
+/// Decoding uses the accurate integer IDCT and fancy upsampling (libjpeg's defaults, and PIL's) for every
+/// chroma sampling libjpeg accepts: 4:4:4, 4:2:2, 4:2:0, 4:4:0, 4:1:1, and also 2x4, 4x2, 3x1 or different
+/// factors per component, which TurboJPEG's API cannot express. A libjpeg warning (premature end of data,
+/// corrupt entropy data) is an error rather than a silently grey- or garbage-filled image.
+///
+/// Memory: YCbCr, RGB and grey files are decoded a few rows at a time straight into the RGB result (libjpeg
+/// converts grey to RGB by replication, as PIL's `convert('RGB')`); CMYK goes through one 4-sample row. So
+/// a sequential JPEG costs its 8-bit RGB size plus libjpeg's few MCU rows. A progressive or multi-scan JPEG
+/// also needs libjpeg's whole-image coefficient buffer (2 bytes per sample of each component, before
+/// upsampling: 6 bytes a pixel at 4:4:4, 3 at 4:2:0), which is inherent to decoding it.
 enum JPEGDecoding {
     struct Frame {
         var width: Int, height: Int, components: Int, precision: Int, progressive: Bool, arithmetic: Bool
+        /// (horizontal, vertical) sampling factors per component, in SOF order; empty when the SOF is cut.
+        var sampling: [(h: Int, v: Int)]
+        /// Offset just past the SOF segment.
+        var end: Int
     }
 
-    static func decode(_ bytes: [UInt8], maxPixels: Int?) throws(DecodeFailure) -> (RGBImage, String) {
+    static func decode(_ bytes: [UInt8], maxPixels: Int?, maxScans: Int?) throws(DecodeFailure) -> (RGBImage, String) {
         let frame = try readFrame(bytes)
         if frame.width == 0 || frame.height == 0 {
             throw DecodeFailure(.zeroSize(.jpeg, width: frame.width, height: frame.height))
@@ -35,64 +51,80 @@ enum JPEGDecoding {
         guard frame.components == 1 || frame.components == 3 || frame.components == 4 else {
             throw DecodeFailure(.unsupported(.jpeg, detail: "\(frame.components) colour components"))
         }
-
-        guard let handle = tjInitDecompress() else {
-            throw DecodeFailure(.unreadable(reason: "TurboJPEG: cannot create a decompressor"))
+        if let maxScans {
+            let scans = countScans(bytes, from: frame.end)
+            if scans > maxScans {
+                throw DecodeFailure(.limitExceeded(.jpeg, limit: .jpegScans(maxScans), detail:
+                    "the file has \(scans) scans (SOS markers)\(frame.progressive ? "" : " in a sequential frame")"))
+            }
         }
-        defer { tjDestroy(handle) }
+
+        guard let decoder = fer_jpeg_create() else {
+            throw DecodeFailure(.unreadable(reason: "libjpeg-turbo: out of memory creating a decompressor"))
+        }
+        defer { fer_jpeg_destroy(decoder) }
         return try DecodeFailure.typed { try bytes.withUnsafeBufferPointer { buf -> (RGBImage, String) in
-            let base = buf.baseAddress!
-            let size = UInt(buf.count)
-            var width: Int32 = 0, height: Int32 = 0, subsampling: Int32 = 0, colourspace: Int32 = 0
-            if tjDecompressHeader3(handle, base, size, &width, &height, &subsampling, &colourspace) != 0 {
-                throw failure(handle, bytes, step: "reading the header")
+            var info = fer_jpeg_info()
+            if fer_jpeg_read_header(decoder, buf.baseAddress, buf.count, &info) != 0 {
+                throw failure(decoder, bytes, step: "reading the header")
             }
-            guard Int(width) == frame.width, Int(height) == frame.height else {
+            guard Int(info.width) == frame.width, Int(info.height) == frame.height else {
                 throw DecodeFailure(.corrupted(.jpeg, detail:
-                    "TurboJPEG reads \(width)x\(height), the SOF says \(frame.width)x\(frame.height)"))
+                    "libjpeg reads \(info.width)x\(info.height), the SOF says \(frame.width)x\(frame.height)"))
             }
-            let w = Int(width), h = Int(height)
-            let pixelFormat: TJPF
-            let channels: Int
+            let w = frame.width, h = frame.height
             var source: String
-            switch Int(colourspace) {
-            case Int(TJCS_GRAY.rawValue):
-                pixelFormat = TJPF_GRAY; channels = 1; source = "grey"
-            case Int(TJCS_CMYK.rawValue), Int(TJCS_YCCK.rawValue):
-                pixelFormat = TJPF_CMYK; channels = 4
-                source = colourspace == Int32(TJCS_YCCK.rawValue) ? "YCCK (CMYK)" : "CMYK"
+            let cmyk: Bool
+            switch Int(info.color_space) {
+            case FER_JPEG_GRAYSCALE: cmyk = false; source = "grey"
+            case FER_JPEG_RGB: cmyk = false; source = "RGB"
+            case FER_JPEG_YCBCR: cmyk = false; source = samplingName(frame.sampling) + " YCbCr"
+            case FER_JPEG_CMYK: cmyk = true; source = "CMYK"
+            case FER_JPEG_YCCK: cmyk = true; source = "YCCK (CMYK)"
             default:
-                pixelFormat = TJPF_RGB; channels = 3
-                let names = [Int32(TJSAMP_444.rawValue): "4:4:4", Int32(TJSAMP_422.rawValue): "4:2:2",
-                             Int32(TJSAMP_420.rawValue): "4:2:0", Int32(TJSAMP_440.rawValue): "4:4:0",
-                             Int32(TJSAMP_411.rawValue): "4:1:1"]
-                source = colourspace == Int32(TJCS_RGB.rawValue) ? "RGB" : "\(names[subsampling] ?? "subsampled") YCbCr"
+                throw DecodeFailure(.unsupported(.jpeg, detail: "\(info.components) components in an unknown colour space"))
             }
             if frame.progressive { source = "progressive, " + source }
             if frame.arithmetic { source = "arithmetic-coded, " + source }
 
-            var decoded = [UInt8](repeating: 0, count: w * h * channels)
-            let flags = TJFLAG_STOPONWARNING | TJFLAG_LIMITSCANS
-            let code = decoded.withUnsafeMutableBufferPointer { out in
-                tjDecompress2(handle, base, size, out.baseAddress, width, Int32(w * channels), height,
-                              Int32(pixelFormat.rawValue), Int32(flags))
-            }
-            if code != 0 { throw failure(handle, bytes, step: "decoding") }
+            let output = Int32(cmyk ? FER_JPEG_CMYK : FER_JPEG_RGB)
+            if fer_jpeg_start(decoder, output) != 0 { throw failure(decoder, bytes, step: "starting decompression") }
 
-            if channels == 3 { return (RGBImage(width: w, height: h, pixels: decoded), source) }
-            var pixels = [UInt8](repeating: 0, count: w * h * 3)
-            decoded.withUnsafeBufferPointer { src in
-                pixels.withUnsafeMutableBufferPointer { dst in
-                    let s = src.baseAddress!, d = dst.baseAddress!
-                    if channels == 1 {
-                        for i in 0..<w * h { let v = s[i]; d[3 * i] = v; d[3 * i + 1] = v; d[3 * i + 2] = v }
-                    } else {
-                        for i in 0..<w * h { cmykToRGB(s + 4 * i, d + 3 * i) }
+            // Uninitialised, so that pages are only touched as rows arrive (a file that ends early costs
+            // only what was decoded before the error).
+            let pixels = try [UInt8](unsafeUninitializedCapacity: w * h * 3) { out, initialized in  // (h, w, 3)
+                let rgb = out.baseAddress!
+                if cmyk {
+                    let row = UnsafeMutablePointer<UInt8>.allocate(capacity: w * 4)  // (w, 4) as stored
+                    defer { row.deallocate() }
+                    for y in 0..<h {
+                        _ = try readRows(decoder, bytes, into: row, stride: w * 4, count: 1)
+                        let dst = rgb + y * w * 3
+                        for x in 0..<w { cmykToRGB(row + 4 * x, dst + 3 * x) }
+                    }
+                } else {
+                    var y = 0
+                    while y < h {
+                        y += try readRows(decoder, bytes, into: rgb + y * w * 3, stride: w * 3, count: min(16, h - y))
                     }
                 }
+                initialized = w * h * 3
             }
+            if fer_jpeg_finish(decoder) != 0 { throw failure(decoder, bytes, step: "reading the end of the file") }
             return (RGBImage(width: w, height: h, pixels: pixels), source)
         } }
+    }
+
+    /// Decodes between 1 and `count` rows into `out` (rows `stride` bytes apart); returns how many.
+    static func readRows(_ decoder: OpaquePointer, _ bytes: [UInt8], into out: UnsafeMutablePointer<UInt8>,
+                         stride: Int, count: Int) throws(DecodeFailure) -> Int {
+        var read: UInt32 = 0
+        if fer_jpeg_read_rows(decoder, out, stride, UInt32(count), &read) != 0 {
+            throw failure(decoder, bytes, step: "decoding")
+        }
+        // With the whole file in memory libjpeg never suspends, so no progress means a broken promise.
+        guard read > 0 else { throw DecodeFailure(.corrupted(.jpeg, detail: "decoding: libjpeg returned no rows")) }
+        return Int(read)
     }
 
     /// PIL's CMYK JPEG path for one pixel: libjpeg's CMYK (as stored) is inverted ("Adobe conventions",
@@ -108,11 +140,30 @@ enum JPEGDecoding {
         }
     }
 
-    /// The failure for a non-zero TurboJPEG return: truncated when libjpeg met the end of the data early
-    /// or the file lacks its EOI marker, corrupted otherwise.
-    static func failure(_ handle: tjhandle, _ bytes: [UInt8], step: String) -> DecodeFailure {
-        let text = String(cString: tjGetErrorStr2(handle))
-        let warning = tjGetErrorCode(handle) == Int32(TJERR_WARNING.rawValue)
+    /// "4:2:0" and the like when the two chroma components share factors that divide luma's; otherwise the
+    /// factors of each component as cjpeg's `-sample` writes them ("2x4,1x1,1x1", "2x2,1x2,2x1").
+    static func samplingName(_ sampling: [(h: Int, v: Int)]) -> String {
+        guard sampling.count == 3 else { return "subsampled" }
+        let (y, cb, cr) = (sampling[0], sampling[1], sampling[2])
+        if cb == cr, cb.h > 0, cb.v > 0, y.h % cb.h == 0, y.v % cb.v == 0 {
+            switch (y.h / cb.h, y.v / cb.v) {
+            case (1, 1): return "4:4:4"
+            case (2, 1): return "4:2:2"
+            case (2, 2): return "4:2:0"
+            case (1, 2): return "4:4:0"
+            case (4, 1): return "4:1:1"
+            case (1, 4): return "4:4:1"
+            default: break
+            }
+        }
+        return sampling.map { "\($0.h)x\($0.v)" }.joined(separator: ",")
+    }
+
+    /// The failure for a libjpeg error or warning: truncated when libjpeg met the end of the data early or
+    /// the file lacks its EOI marker, corrupted otherwise.
+    static func failure(_ decoder: OpaquePointer, _ bytes: [UInt8], step: String) -> DecodeFailure {
+        let text = String(cString: fer_jpeg_message(decoder))
+        let warning = fer_jpeg_failed_on_warning(decoder) != 0
         let endsWithEOI = bytes.count >= 2 && bytes[bytes.count - 2] == 0xFF && bytes[bytes.count - 1] == 0xD9
         let detail = "\(step): libjpeg-turbo \(warning ? "warning" : "error"): \(text)"
         if text.contains("Premature end") || !endsWithEOI {
@@ -153,14 +204,61 @@ enum JPEGDecoding {
             if isSOF {
                 guard length >= 8 else { throw bad("frame header at byte \(markerOffset) declares length \(length)") }
                 guard offset + 8 <= bytes.count else { throw cut("inside the frame header") }
-                let p = offset + 2  // precision, height (2), width (2), components
+                let p = offset + 2  // precision, height (2), width (2), components, then 3 bytes a component
+                let components = Int(bytes[p + 5])
+                var sampling: [(h: Int, v: Int)] = []
+                if length >= 8 + 3 * components && p + 6 + 3 * components <= bytes.count {
+                    for c in 0..<components {
+                        let factors = bytes[p + 6 + 3 * c + 1]
+                        sampling.append((h: Int(factors >> 4), v: Int(factors & 0x0F)))
+                    }
+                }
                 return Frame(width: Int(bytes[p + 3]) << 8 | Int(bytes[p + 4]),
                              height: Int(bytes[p + 1]) << 8 | Int(bytes[p + 2]),
-                             components: Int(bytes[p + 5]), precision: Int(bytes[p]),
+                             components: components, precision: Int(bytes[p]),
                              progressive: [0xC2, 0xC6, 0xCA, 0xCE].contains(marker),
-                             arithmetic: marker >= 0xC9)
+                             arithmetic: marker >= 0xC9, sampling: sampling, end: offset + length)
             }
             offset += length
         }
+    }
+
+    /// The number of SOS markers from `start` (just past the frame header) to EOI, read as libjpeg reads
+    /// the stream: marker segments skipped by their declared lengths (a length below 2 skips only itself,
+    /// as libjpeg's skip does), the entropy-coded data after each SOS header skipped to the next marker
+    /// that is neither `FF 00` stuffing nor a restart marker. Stops early, without judging, at anything
+    /// libjpeg would stop at (a cut, bytes where a marker belongs, a second SOI): damage is libjpeg's to
+    /// report. Linear in the file size, with no allocation.
+    static func countScans(_ bytes: [UInt8], from start: Int) -> Int {
+        var scans = 0
+        var p = start
+        let n = bytes.count
+        while p < n {
+            guard bytes[p] == 0xFF else { return scans }
+            while p < n && bytes[p] == 0xFF { p += 1 }
+            guard p < n else { return scans }
+            let marker = bytes[p]
+            p += 1
+            switch marker {
+            case 0xD9, 0xD8, 0x00: return scans  // EOI; a second SOI or FF 00 here stops libjpeg too
+            case 0x01, 0xD0...0xD7: continue  // no length
+            default: break
+            }
+            guard p + 2 <= n else { return scans }
+            p += max(Int(bytes[p]) << 8 | Int(bytes[p + 1]), 2)
+            guard marker == 0xDA else { continue }
+            scans += 1
+            while p + 1 < n {
+                if bytes[p] == 0xFF {
+                    let next = bytes[p + 1]
+                    if next != 0x00 && next != 0xFF && !(0xD0...0xD7).contains(next) { break }
+                    p += next == 0xFF ? 1 : 2
+                } else {
+                    p += 1
+                }
+            }
+            if p + 1 >= n { return scans }
+        }
+        return scans
     }
 }

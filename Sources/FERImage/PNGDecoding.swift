@@ -14,7 +14,19 @@ struct DecodeFailure: Error {
     }
 }
 
-/// PNG through libspng, then PIL's conversion to 8-bit RGB.
+/// libspng's chunk limits as this decoder sets them. Image data (IDAT) is not limited by them (the pixel
+/// limit bounds it), and unknown chunks are skipped without being kept.
+public enum PNGLimits {
+    /// Largest ancillary chunk libspng keeps (tEXt, zTXt, iTXt, iCCP, eXIf, sPLT), in bytes: 64 MiB.
+    public static let chunkBytes = 1 << 26
+    /// Ancillary chunk data libspng keeps in all, counted after decompression, in bytes: 64 MiB.
+    public static let chunkCacheBytes = 1 << 26
+    /// Text and sPLT chunks libspng keeps: 1000, libspng's built-in SPNG_MAX_CHUNK_COUNT (0.7.3 cannot
+    /// change it: its spng_set_option refuses SPNG_CHUNK_COUNT_LIMIT), checked by the tests.
+    public static let chunkCount = 1000
+}
+
+/// PNG through libspng's progressive (row) API, converted to 8-bit RGB as PIL does.
 ///
 /// File layout (big-endian throughout):
 /// ```
@@ -24,10 +36,24 @@ struct DecodeFailure: Error {
 /// 33  further chunks (PLTE, tRNS, IDAT..., IEND), each: u32 length, 4-byte type, data, u32 CRC
 /// ```
 /// The IHDR is read here first, so that a zero size or a decompression bomb is refused before libspng
-/// allocates anything; then libspng decodes in `SPNG_FMT_RAW` (the samples as stored, big-endian,
-/// sub-byte samples packed, Adam7 undone) without gamma or transparency, and the chunks after the image
-/// data are read through IEND so that a cut file is never accepted.
+/// allocates anything. Then libspng decodes one scanline at a time, converting it itself to RGB8 (which is
+/// PIL's conversion for every colour type but 16-bit grey: the high byte of 16-bit samples, sub-byte grey
+/// scaled by bit replication, which is v * 255 / (2^bits - 1), palette indices past the PLTE black, and no
+/// tRNS, gamma or sBIT, since none of their flags is passed). 16-bit grey comes as stored and is clipped
+/// here (PIL's `I;16` to RGB). A non-interlaced RGB8 row is written straight into the result; a row of an
+/// Adam7 pass, or of 16-bit grey, goes through one row buffer and is placed pixel by pixel.
+///
+/// Memory: the RGB result (3 bytes a pixel, its pages touched only as rows arrive), one row buffer of at most
+/// 3 bytes a pixel of width, and libspng's current and previous scanline as stored (up to 8 bytes a pixel
+/// of width each; the previous one is only touched from the second row, or for a first row filtered Up,
+/// Average or Paeth). A 1 x 89,478,485 16-bit RGBA image costs 268 MB (it cost 957 MB decoded whole); an
+/// 89,478,485 x 1 one 984 MB (1.64 GB), of which 716 MB is libspng's one stored scanline.
+/// The chunks after the image data are read through IEND so that a cut file is never accepted.
 enum PNGDecoding {
+    /// Adam7: first column and column step of each pass (rows: `adam7YStart`, `adam7YDelta`).
+    static let adam7XStart = [0, 4, 0, 2, 0, 1, 0], adam7XDelta = [8, 8, 4, 4, 2, 2, 1]
+    static let adam7YStart = [0, 0, 4, 0, 2, 0, 1], adam7YDelta = [8, 8, 8, 4, 4, 2, 2]
+
     static func decode(_ bytes: [UInt8], maxPixels: Int?) throws(DecodeFailure) -> (RGBImage, String) {
         // IHDR, checked by hand.
         guard bytes.count >= 33 else {
@@ -57,34 +83,78 @@ enum PNGDecoding {
 
         guard let ctx = spng_ctx_new(0) else { throw DecodeFailure(.unreadable(reason: "libspng: out of memory")) }
         defer { spng_ctx_free(ctx) }
+        func check(_ code: Int32, _ step: String) throws(DecodeFailure) {
+            try PNGDecoding.check(code, step, bytes)
+        }
         return try DecodeFailure.typed { try bytes.withUnsafeBytes { raw -> (RGBImage, String) in
             try check(spng_set_png_buffer(ctx, raw.baseAddress, raw.count), "spng_set_png_buffer")
             // CRC errors are errors for every chunk (PIL raises on them too); ancillary chunks such as
-            // iCCP or zTXt may not inflate past 64 MiB in total.
+            // iCCP or zTXt may not inflate past 64 MiB in total (PNGLimits).
             try check(spng_set_crc_action(ctx, Int32(SPNG_CRC_ERROR.rawValue), Int32(SPNG_CRC_ERROR.rawValue)),
                       "spng_set_crc_action")
-            try check(spng_set_chunk_limits(ctx, 1 << 26, 1 << 26), "spng_set_chunk_limits")
+            try check(spng_set_chunk_limits(ctx, PNGLimits.chunkBytes, PNGLimits.chunkCacheBytes), "spng_set_chunk_limits")
             var ihdr = spng_ihdr()
             try check(spng_get_ihdr(ctx, &ihdr), "reading the header")
-            let fmt = Int32(SPNG_FMT_RAW.rawValue)
-            var length = 0
-            try check(spng_decoded_image_size(ctx, fmt, &length), "sizing the image")
             let depth = Int(ihdr.bit_depth), colourType = Int(ihdr.color_type)
-            let channels: Int
-            switch colourType {
-            case 0, 3: channels = 1
-            case 2: channels = 3
-            case 4: channels = 2
-            case 6: channels = 4
-            default: throw DecodeFailure(.corrupted(.png, detail: "colour type \(colourType)"))
+            guard [0, 2, 3, 4, 6].contains(colourType) else {
+                throw DecodeFailure(.corrupted(.png, detail: "colour type \(colourType)"))
             }
-            let stride = (width * channels * depth + 7) / 8
-            guard length == stride * height else {
-                throw DecodeFailure(.corrupted(.png, detail: "libspng reports \(length) bytes for \(width)x\(height)"))
+            let interlaced = ihdr.interlace_method != 0
+            let grey16 = colourType == 0 && depth == 16
+            let fmt = Int32(grey16 ? SPNG_FMT_RAW.rawValue : SPNG_FMT_RGB8.rawValue)
+            let pixelBytes = grey16 ? 2 : 3  // per pixel of a decoded row
+            try check(spng_decode_image(ctx, nil, 0, fmt, Int32(SPNG_DECODE_PROGRESSIVE.rawValue)),
+                      "decoding the image data")
+
+            // Scanlines libspng will give: one per row, or one per row of each non-empty Adam7 pass.
+            var expectedRows = height
+            if interlaced {
+                expectedRows = 0
+                for p in 0..<7 where passWidth(width, p) > 0 {
+                    expectedRows += (height - adam7YStart[p] + adam7YDelta[p] - 1) / adam7YDelta[p]
+                }
             }
-            var samples = [UInt8](repeating: 0, count: length)
-            try samples.withUnsafeMutableBytes { out in
-                try check(spng_decode_image(ctx, out.baseAddress, length, fmt, 0), "decoding the image data")
+            let pixels = try [UInt8](unsafeUninitializedCapacity: width * height * 3) { out, initialized in
+                let rgb = out.baseAddress!  // (height, width, 3)
+                let direct = !interlaced && !grey16
+                let row: UnsafeMutablePointer<UInt8>? = direct ? nil : .allocate(capacity: width * pixelBytes)
+                defer { row?.deallocate() }
+                var rowsDecoded = 0
+                while true {
+                    var info = spng_row_info()
+                    let status = spng_get_row_info(ctx, &info)
+                    if status == Int32(SPNG_EOI.rawValue) { break }
+                    try check(status, "decoding the image data")
+                    let y = Int(info.row_num), pass = interlaced ? Int(info.pass) : 0
+                    guard y < height, (0..<7).contains(pass), rowsDecoded < expectedRows else {
+                        throw DecodeFailure(.corrupted(.png, detail:
+                            "libspng reports row \(y) of pass \(pass) after \(rowsDecoded) rows of \(width)x\(height)"))
+                    }
+                    let (x0, dx) = interlaced ? (adam7XStart[pass], adam7XDelta[pass]) : (0, 1)
+                    let count = passWidth(width, interlaced ? pass : 6)
+                    let code = spng_decode_scanline(ctx, row ?? rgb + y * width * 3, count * pixelBytes)
+                    if code != Int32(SPNG_EOI.rawValue) { try check(code, "decoding the image data") }
+                    rowsDecoded += 1
+                    guard let row else { continue }
+                    let dst = rgb + y * width * 3
+                    if grey16 {
+                        for k in 0..<count {  // PIL mode I;16, convert('RGB') clips to 255
+                            let v = UInt8(min(Int(row[2 * k]) << 8 | Int(row[2 * k + 1]), 255))
+                            let x = x0 + k * dx
+                            dst[3 * x] = v; dst[3 * x + 1] = v; dst[3 * x + 2] = v
+                        }
+                    } else {
+                        for k in 0..<count {
+                            let x = x0 + k * dx
+                            dst[3 * x] = row[3 * k]; dst[3 * x + 1] = row[3 * k + 1]; dst[3 * x + 2] = row[3 * k + 2]
+                        }
+                    }
+                }
+                // Every pixel is written exactly once when every scanline was (Adam7's passes tile the image).
+                guard rowsDecoded == expectedRows else {
+                    throw DecodeFailure(.corrupted(.png, detail: "libspng gave \(rowsDecoded) of \(expectedRows) scanlines"))
+                }
+                initialized = width * height * 3
             }
             // Everything after the image data, through IEND; libspng stops at IEND's type without reading
             // its CRC, so the complete 12-byte IEND chunk (its CRC is always AE 42 60 82) is looked for too.
@@ -92,87 +162,16 @@ enum PNGDecoding {
             guard hasCompleteIEND(bytes) else {
                 throw DecodeFailure(.truncated(.png, detail: "the file ends inside the final IEND chunk"))
             }
-
-            var palette = [UInt8](repeating: 0, count: 256 * 3)  // RGB triples; entries past PLTE stay black
-            if colourType == 3 {
-                var plte = spng_plte()
-                try check(spng_get_plte(ctx, &plte), "reading the palette")
-                let count = min(Int(plte.n_entries), 256)
-                withUnsafeBytes(of: &plte.entries) { entries in
-                    // spng_plte_entry: red, green, blue, alpha (one byte each)
-                    for i in 0..<count {
-                        palette[i * 3] = entries[i * 4]
-                        palette[i * 3 + 1] = entries[i * 4 + 1]
-                        palette[i * 3 + 2] = entries[i * 4 + 2]
-                    }
-                }
-            }
-            var pixels = [UInt8](repeating: 0, count: width * height * 3)
-            samples.withUnsafeBufferPointer { src in
-                palette.withUnsafeBufferPointer { pal in
-                    pixels.withUnsafeMutableBufferPointer { dst in
-                        for y in 0..<height {
-                            convertRow(src.baseAddress! + y * stride, dst.baseAddress! + y * width * 3, width: width,
-                                       colourType: colourType, depth: depth, palette: pal.baseAddress!)
-                        }
-                    }
-                }
-            }
             let kinds = [0: "grey", 2: "RGB", 3: "palette", 4: "grey+alpha", 6: "RGBA"]
             var source = "\(depth)-bit \(kinds[colourType]!)"
-            if ihdr.interlace_method != 0 { source += ", interlaced" }
+            if interlaced { source += ", interlaced" }
             return (RGBImage(width: width, height: height, pixels: pixels), source)
         } }
     }
 
-    /// One row of stored samples (`src`, big-endian, packed below 8 bits) to RGB8 (`dst`, width * 3), as PIL.
-    @inline(__always)
-    static func convertRow(_ src: UnsafePointer<UInt8>, _ dst: UnsafeMutablePointer<UInt8>, width: Int,
-                           colourType: Int, depth: Int, palette: UnsafePointer<UInt8>) {
-        switch (colourType, depth) {
-        case (0, 8):
-            for x in 0..<width { let v = src[x]; dst[3 * x] = v; dst[3 * x + 1] = v; dst[3 * x + 2] = v }
-        case (0, 16):  // PIL mode I;16, convert('RGB') clips to 255
-            for x in 0..<width {
-                let v = UInt8(min(Int(src[2 * x]) << 8 | Int(src[2 * x + 1]), 255))
-                dst[3 * x] = v; dst[3 * x + 1] = v; dst[3 * x + 2] = v
-            }
-        case (0, _):  // 1, 2, 4 bits: scaled to 0...255
-            let scale = 255 / ((1 << depth) - 1)
-            for x in 0..<width {
-                let v = UInt8(truncatingIfNeeded: packedSample(src, x, depth) * scale)
-                dst[3 * x] = v; dst[3 * x + 1] = v; dst[3 * x + 2] = v
-            }
-        case (3, _):
-            for x in 0..<width {
-                let i = depth == 8 ? Int(src[x]) : packedSample(src, x, depth)
-                dst[3 * x] = palette[3 * i]; dst[3 * x + 1] = palette[3 * i + 1]; dst[3 * x + 2] = palette[3 * i + 2]
-            }
-        case (2, 8):
-            (dst).update(from: src, count: width * 3)
-        case (4, _), (2, _), (6, _):  // grey+alpha, 16-bit RGB, RGBA: first byte of each sample, alpha dropped
-            let bytesPerSample = depth / 8
-            let colours = colourType == 4 ? 1 : 3
-            let step = (colourType == 2 ? 3 : colours + 1) * bytesPerSample
-            for x in 0..<width {
-                let p = src + x * step
-                if colours == 1 {
-                    let v = p[0]; dst[3 * x] = v; dst[3 * x + 1] = v; dst[3 * x + 2] = v
-                } else {
-                    dst[3 * x] = p[0]; dst[3 * x + 1] = p[bytesPerSample]; dst[3 * x + 2] = p[2 * bytesPerSample]
-                }
-            }
-        default:
-            preconditionFailure("colour type \(colourType) at \(depth) bits passed libspng")
-        }
-    }
-
-    /// Sample `x` of a row packed at `depth` (1, 2 or 4) bits, most significant bits first.
-    @inline(__always)
-    static func packedSample(_ row: UnsafePointer<UInt8>, _ x: Int, _ depth: Int) -> Int {
-        let bit = x * depth
-        let shift = 8 - depth - (bit & 7)
-        return Int(row[bit >> 3] >> UInt8(shift)) & ((1 << depth) - 1)
+    /// Pixels in each row of Adam7 pass `pass` (0...6) of an image `width` wide; pass 6 is every column.
+    static func passWidth(_ width: Int, _ pass: Int) -> Int {
+        (width - adam7XStart[pass] + adam7XDelta[pass] - 1) / adam7XDelta[pass]
     }
 
     /// True when the bytes contain a whole IEND chunk: length 0, "IEND", CRC AE 42 60 82.
@@ -192,12 +191,50 @@ enum PNGDecoding {
     }
 
     /// Turns a libspng return code into nothing (0) or the matching failure.
-    static func check(_ code: Int32, _ step: String) throws(DecodeFailure) {
+    static func check(_ code: Int32, _ step: String, _ bytes: [UInt8]) throws(DecodeFailure) {
         guard code != 0 else { return }
         let text = String(cString: spng_strerror(code))
         if code == Int32(SPNG_IO_EOF.rawValue) || code == Int32(SPNG_EOF.rawValue) {
             throw DecodeFailure(.truncated(.png, detail: "the file ends while \(step); libspng: \(text)"))
         }
+        if code == Int32(SPNG_ECHUNK_LIMITS.rawValue) { throw chunkLimitFailure(bytes) }
         throw DecodeFailure(.corrupted(.png, detail: "\(step): libspng: \(text)"))
+    }
+
+    /// Which of ``PNGLimits`` libspng's one "chunk/cache limits" code stands for, found by walking the chunks
+    /// in file order the way libspng keeps them: the first text or sPLT chunk past the count, the first kept
+    /// chunk over the size limit, or the kept chunks' declared sizes adding up past the cache limit; failing
+    /// all three, compressed chunks (zTXt, iTXt, iCCP) inflated past the cache limit.
+    static func chunkLimitFailure(_ bytes: [UInt8]) -> DecodeFailure {
+        let kept: Set<String> = ["tEXt", "zTXt", "iTXt", "sPLT", "iCCP", "eXIf"]
+        let counted: Set<String> = ["tEXt", "zTXt", "iTXt", "sPLT"]
+        var count = 0, total = 0
+        var p = 8
+        while p + 8 <= bytes.count {
+            let length = readBE32(bytes, p)
+            let type = String(decoding: bytes[p + 4..<p + 8], as: UTF8.self)
+            if type == "IEND" { break }
+            if kept.contains(type) {
+                if counted.contains(type) {
+                    count += 1
+                    if count > PNGLimits.chunkCount {
+                        return DecodeFailure(.limitExceeded(.png, limit: .pngChunkCount(PNGLimits.chunkCount),
+                            detail: "the \(type) chunk at byte \(p) is text or sPLT chunk number \(count)"))
+                    }
+                }
+                if length > PNGLimits.chunkBytes {
+                    return DecodeFailure(.limitExceeded(.png, limit: .pngChunkBytes(PNGLimits.chunkBytes),
+                        detail: "the \(type) chunk at byte \(p) holds \(length) bytes"))
+                }
+                total += length
+                if total > PNGLimits.chunkCacheBytes {
+                    return DecodeFailure(.limitExceeded(.png, limit: .pngChunkCacheBytes(PNGLimits.chunkCacheBytes),
+                        detail: "the ancillary chunks through the \(type) at byte \(p) hold \(total) bytes"))
+                }
+            }
+            p += 12 + length
+        }
+        return DecodeFailure(.limitExceeded(.png, limit: .pngChunkCacheBytes(PNGLimits.chunkCacheBytes),
+            detail: "the compressed text or ICC profile chunks (zTXt, iTXt, iCCP) inflate past it"))
     }
 }

@@ -22,6 +22,11 @@ public enum Resize {
     static let precisionBits = 22
 
     /// Resizes `image` to `width` x `height` exactly as PIL's bilinear `Image.resize`.
+    ///
+    /// Memory: the result, the intermediate image of the first pass (at most the source's size), and the
+    /// fixed-point weights of at most ``tableBudget`` entries at a time, or one output's taps when a single
+    /// output reads more inputs than that: resizing a 1 x 89,478,485 image to 112x112 holds one output's
+    /// 1.6 million taps (6.4 MB), where a table for all 112 outputs at once took 716 MB.
     public static func bilinear(_ image: RGBImage, width: Int, height: Int) -> RGBImage {
         precondition(width > 0 && height > 0, "target size \(width)x\(height) is empty")
         if width == image.width && height == image.height { return image }
@@ -31,11 +36,11 @@ public enum Resize {
             return horizontal(vertical(image, height: height), width: width)
         }
         // Horizontal first, on only the source rows the vertical pass reads.
-        let weights = AxisWeights(inSize: image.height, outSize: height)
-        let firstRow = weights.first[0]
-        let endRow = weights.first[height - 1] + weights.count[height - 1]
+        let rows = AxisWeights(inSize: image.height, outSize: height)
+        let firstRow = rows.inputs(of: 0).lowerBound
+        let endRow = rows.inputs(of: height - 1).upperBound
         let mid = horizontal(image, width: width, rows: firstRow..<endRow)
-        return vertical(mid, height: height, weights: weights, rowOffset: firstRow)
+        return vertical(mid, height: height, weights: rows, rowOffset: firstRow)
     }
 
     /// Pillow 13 runs the vertical pass first when the height shrinks by more than twice as many
@@ -46,75 +51,91 @@ public enum Resize {
         outHeight < inHeight && inHeight - outHeight > 2 * (inWidth - outWidth)
     }
 
+    /// Most fixed-point weights held at once (256 KiB of Int32): outputs are resampled in blocks whose
+    /// weight tables fit, which is one block (the whole axis) for every resize to 112 from up to 32,704
+    /// pixels.
+    static let tableBudget = 1 << 16
+
     /// The horizontal pass alone: rows `rows` of `image` resampled to `width` columns.
     static func horizontal(_ image: RGBImage, width: Int, rows: Range<Int>? = nil) -> RGBImage {
         let rows = rows ?? 0..<image.height
         let weights = AxisWeights(inSize: image.width, outSize: width)
+        let table = WeightTable(weights, budget: tableBudget)
         var out = [UInt8](repeating: 0, count: rows.count * width * 3)  // (rows, width, 3)
         image.pixels.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in
-                weights.withPointers { first, count, w in
+                for block in table.blocks {
+                    table.fill(block)
                     resampleRows(src.baseAddress! + rows.lowerBound * image.width * 3, inWidth: image.width,
-                                 dst.baseAddress!, outWidth: width, rows: rows.count,
-                                 first: first, count: count, weights: w, kernelSize: weights.kernelSize)
+                                 dst.baseAddress! + block.lowerBound * 3, outStride: width * 3, outputs: block.count,
+                                 rows: rows.count, first: table.first, count: table.count, weights: table.weights,
+                                 kernelSize: table.kernelSize)
                 }
             }
         }
         return RGBImage(width: width, height: rows.count, pixels: out)
     }
 
-    /// The vertical pass alone: `image` (whose row 0 is source row `rowOffset`) resampled to `height` rows.
+    /// The vertical pass alone: `image` resampled to `height` rows. With `weights` (made for the full source
+    /// height), `image` holds source rows from `rowOffset` on: the rows the weights read.
     static func vertical(_ image: RGBImage, height: Int, weights: AxisWeights? = nil, rowOffset: Int = 0) -> RGBImage {
         let weights = weights ?? AxisWeights(inSize: image.height, outSize: height)
-        var out = [UInt8](repeating: 0, count: height * image.width * 3)  // (height, width, 3)
+        let table = WeightTable(weights, budget: tableBudget)
+        let rowLength = image.width * 3
+        var out = [UInt8](repeating: 0, count: height * rowLength)  // (height, width, 3)
         image.pixels.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in
-                weights.withPointers { first, count, w in
-                    resampleColumns(src.baseAddress!, rowOffset: rowOffset, rowLength: image.width * 3,
-                                    dst.baseAddress!, outHeight: height, first: first, count: count,
-                                    weights: w, kernelSize: weights.kernelSize)
+                for block in table.blocks {
+                    table.fill(block)
+                    resampleColumns(src.baseAddress!, rowOffset: rowOffset, rowLength: rowLength,
+                                    dst.baseAddress! + block.lowerBound * rowLength, outHeight: block.count,
+                                    first: table.first, count: table.count, weights: table.weights,
+                                    kernelSize: table.kernelSize)
                 }
             }
         }
         return RGBImage(width: image.width, height: height, pixels: out)
     }
 
-    /// The fixed-point weights of one axis: output `i` reads inputs `first[i] ..< first[i] + count[i]`
-    /// with weights `weights[i * kernelSize ..< i * kernelSize + count[i]]`.
+    /// One axis resized from `inSize` to `outSize`: which inputs each output reads, and with what weights.
     struct AxisWeights {
+        var inSize: Int, outSize: Int
+        var scale: Double, filterscale: Double, support: Double
+        /// Most inputs any output reads.
         var kernelSize: Int
-        var first: [Int]
-        var count: [Int]
-        var weights: [Int32]
 
         init(inSize: Int, outSize: Int) {
-            let scale = Double(inSize) / Double(outSize)
-            let filterscale = max(scale, 1.0)
-            let support = 1.0 * filterscale
+            self.inSize = inSize
+            self.outSize = outSize
+            scale = Double(inSize) / Double(outSize)
+            filterscale = max(scale, 1.0)
+            support = 1.0 * filterscale
             kernelSize = Int(support.rounded(.up)) * 2 + 1
-            first = [Int](repeating: 0, count: outSize)
-            count = [Int](repeating: 0, count: outSize)
-            weights = [Int32](repeating: 0, count: outSize * kernelSize)
+        }
+
+        /// The inputs output `i` reads: max(0, Int(centre - support + 0.5)) ..< min(inSize, Int(centre + support + 0.5)).
+        func inputs(of i: Int) -> Range<Int> {
+            let centre = (Double(i) + 0.5) * scale
+            let lo = max(0, Int(centre - support + 0.5))
+            let hi = min(inSize, Int(centre + support + 0.5))
+            return lo..<max(lo, hi)
+        }
+
+        /// Writes output `i`'s fixed-point weights to `weights` (one per input of ``inputs(of:)``): the triangle
+        /// filter at each input, divided by their sum (when non-zero), scaled by 2^22 and rounded half away
+        /// from zero. The triangle values are computed twice (for the sum, then each weight) rather than
+        /// kept, in the same Double arithmetic, so the results are the same to the bit.
+        func weights(of i: Int, into weights: UnsafeMutablePointer<Int32>) {
+            let centre = (Double(i) + 0.5) * scale
+            let span = inputs(of: i)
             let invFilterscale = 1.0 / filterscale
-            var k = [Double](repeating: 0, count: kernelSize)
-            for i in 0..<outSize {
-                let centre = (Double(i) + 0.5) * scale
-                let lo = max(0, Int(centre - support + 0.5))
-                let hi = min(inSize, Int(centre + support + 0.5))
-                let n = hi - lo
-                var total = 0.0
-                for j in 0..<n {
-                    let w = triangle((Double(j + lo) - centre + 0.5) * invFilterscale)
-                    k[j] = w
-                    total += w
-                }
-                for j in 0..<n {
-                    let w = total != 0 ? k[j] / total : k[j]
-                    let scaled = w * Double(1 << Resize.precisionBits)
-                    weights[i * kernelSize + j] = Int32((scaled < 0 ? -0.5 + scaled : 0.5 + scaled).rounded(.towardZero))
-                }
-                first[i] = lo
-                count[i] = n
+            var total = 0.0
+            for j in span { total += triangle((Double(j) - centre + 0.5) * invFilterscale) }
+            for (k, j) in span.enumerated() {
+                let t = triangle((Double(j) - centre + 0.5) * invFilterscale)
+                let w = total != 0 ? t / total : t
+                let scaled = w * Double(1 << Resize.precisionBits)
+                weights[k] = Int32((scaled < 0 ? -0.5 + scaled : 0.5 + scaled).rounded(.towardZero))
             }
         }
 
@@ -123,25 +144,61 @@ public enum Resize {
             let a = x < 0 ? -x : x
             return a < 1 ? 1 - a : 0
         }
+    }
 
-        func withPointers<R>(_ body: (UnsafePointer<Int>, UnsafePointer<Int>, UnsafePointer<Int32>) -> R) -> R {
-            first.withUnsafeBufferPointer { f in
-                count.withUnsafeBufferPointer { c in
-                    weights.withUnsafeBufferPointer { w in body(f.baseAddress!, c.baseAddress!, w.baseAddress!) }
-                }
+    /// The weights of a block of consecutive outputs: output `block.lowerBound + i` reads inputs
+    /// `first[i] ..< first[i] + count[i]` with weights `weights[i * kernelSize ..< i * kernelSize + count[i]]`.
+    /// Sized once for the largest block (at most `budget` weights, or one output's).
+    final class WeightTable {
+        let axis: AxisWeights
+        let kernelSize: Int
+        let blockSize: Int
+        let first: UnsafeMutablePointer<Int>
+        let count: UnsafeMutablePointer<Int>
+        let weights: UnsafeMutablePointer<Int32>
+
+        init(_ axis: AxisWeights, budget: Int) {
+            self.axis = axis
+            kernelSize = axis.kernelSize
+            blockSize = min(axis.outSize, max(1, budget / axis.kernelSize))
+            first = .allocate(capacity: blockSize)
+            count = .allocate(capacity: blockSize)
+            weights = .allocate(capacity: blockSize * kernelSize)
+        }
+
+        deinit {
+            first.deallocate()
+            count.deallocate()
+            weights.deallocate()
+        }
+
+        /// The blocks covering every output, in order.
+        var blocks: [Range<Int>] {
+            stride(from: 0, to: axis.outSize, by: blockSize).map { $0..<min(axis.outSize, $0 + blockSize) }
+        }
+
+        /// Computes the weights of the outputs in `block` (at most `blockSize` of them).
+        func fill(_ block: Range<Int>) {
+            precondition(block.count <= blockSize, "block of \(block.count) outputs, table holds \(blockSize)")
+            for (i, output) in block.enumerated() {
+                let span = axis.inputs(of: output)
+                first[i] = span.lowerBound
+                count[i] = span.count
+                axis.weights(of: output, into: weights + i * kernelSize)
             }
         }
     }
 
-    /// Horizontal pass: `rows` rows of `src` (rows, inWidth, 3) to `dst` (rows, outWidth, 3).
+    /// Horizontal pass: `rows` rows of `src` (rows, inWidth, 3) to `outputs` columns of `dst`, whose rows are
+    /// `outStride` samples apart; `first`, `count` and `weights` describe those columns (see ``WeightTable``).
     static func resampleRows(_ src: UnsafePointer<UInt8>, inWidth: Int, _ dst: UnsafeMutablePointer<UInt8>,
-                             outWidth: Int, rows: Int, first: UnsafePointer<Int>, count: UnsafePointer<Int>,
-                             weights: UnsafePointer<Int32>, kernelSize: Int) {
+                             outStride: Int, outputs: Int, rows: Int, first: UnsafePointer<Int>,
+                             count: UnsafePointer<Int>, weights: UnsafePointer<Int32>, kernelSize: Int) {
         let half = Int32(1) << Int32(precisionBits - 1)
         for y in 0..<rows {
             let row = src + y * inWidth * 3
-            let out = dst + y * outWidth * 3
-            for x in 0..<outWidth {
+            let out = dst + y * outStride
+            for x in 0..<outputs {
                 let w = weights + x * kernelSize
                 let p = row + first[x] * 3
                 var r = half, g = half, b = half
