@@ -1,6 +1,6 @@
 // libFuzzer entry point over image decoding, on the path the CLI and FERClassifier take:
 // ImageDecoder.decode(bytes:) (format detection, libspng or libjpeg through CJPEG, conversion to RGB),
-// then Preprocessing.batch (the 112x112 PIL bilinear resize and torchvision's normalisation).
+// then Preprocessing.batchChannelsLast (the 112x112 PIL bilinear resize and torchvision's normalisation).
 // Compiled together with the sources of Sources/FERImage into one module (see build-image.sh).
 //
 // The input's first byte is a switch, the rest the file:
@@ -36,8 +36,8 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let image = decoded.image
     precondition(image.width > 0 && image.height > 0 && image.width * image.height <= 1 << 20,
                  "accepted \(image.width)x\(image.height) over the pixel limit")
-    let batch = Preprocessing.batch([image])
-    precondition(batch.shape == [1, 3, 112, 112], "model input \(batch.shape)")
+    let batch = Preprocessing.batchChannelsLast([image])
+    precondition(batch.shape == [1, 112, 112, 3], "model input \(batch.shape)")
     precondition(batch.data.allSatisfy { $0.isFinite }, "non-finite model input")
     return 0
 }
