@@ -37,6 +37,10 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/vapor/multipart-kit", from: "4.7.1"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // System libraries: the only places their C symbols are imported.
@@ -79,10 +83,20 @@ let package = Package(
         // The HTTP service: routes, metrics and error responses over one shared classifier.
         .target(
             name: "FERServe",
-            dependencies: ["FERRuntime", .product(name: "Hummingbird", package: "hummingbird")]),
+            dependencies: [
+                "FERRuntime", .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "MultipartKit", package: "multipart-kit"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .executableTarget(
             name: "fer-serve",
-            dependencies: ["FERServe", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: [
+                "FERServe", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .executableTarget(
             name: "fer-infer",
             dependencies: [

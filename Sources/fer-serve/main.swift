@@ -2,6 +2,7 @@ import ArgumentParser
 import FERRuntime
 import FERServe
 import Foundation
+import Logging
 
 /// `fer-serve`: the classifier as an HTTP service. Flags override environment variables.
 @main
@@ -16,7 +17,8 @@ struct FerServe: AsyncParsableCommand {
             gracefully (requests in flight finish).
 
             Environment: FER_SERVE_HOST, FER_SERVE_PORT, FER_MODEL, FER_SERVE_WORKERS,
-            FER_SERVE_MAX_BODY, FER_SERVE_TIMEOUT.
+            FER_SERVE_MAX_BODY, FER_SERVE_TIMEOUT, FER_SERVE_DEADLINE, FER_SERVE_MAX_PIXELS,
+            FER_SERVE_HEADER_TIMEOUT, FER_SERVE_IDLE_TIMEOUT, FER_SERVE_MAX_CONNECTIONS, FER_SERVE_LOG_LEVEL.
 
             Example:
               fer-serve --port 8080 --model weights/lfnsb7-seeded.pth
@@ -40,15 +42,42 @@ struct FerServe: AsyncParsableCommand {
     @Option(name: .customLong("max-body"), help: "Largest request body in bytes.")
     var maxBody = Int(env["FER_SERVE_MAX_BODY"] ?? "") ?? 16 << 20
 
-    @Option(help: "Seconds a request may wait for a worker.")
+    @Option(help: "Seconds a request may wait for a worker (then 503).")
     var timeout = Double(env["FER_SERVE_TIMEOUT"] ?? "") ?? 30
+
+    @Option(help: "Seconds a request's decoding and classification may take once started (then 504).")
+    var deadline = Double(env["FER_SERVE_DEADLINE"] ?? "") ?? 10
+
+    @Option(name: .customLong("max-pixels"), help: "Largest width x height decoded (default 4096 x 4096).")
+    var maxPixels = Int(env["FER_SERVE_MAX_PIXELS"] ?? "") ?? 16_777_216
+
+    @Option(name: .customLong("header-timeout"), help: "Seconds a client has to send a request's headers (then 408 and close).")
+    var headerTimeout = Double(env["FER_SERVE_HEADER_TIMEOUT"] ?? "") ?? 10
+
+    @Option(name: .customLong("idle-timeout"), help: "Seconds an idle keep-alive connection stays open.")
+    var idleTimeout = Double(env["FER_SERVE_IDLE_TIMEOUT"] ?? "") ?? 60
+
+    @Option(name: .customLong("max-connections"), help: "Open connections at most (more wait in the backlog).")
+    var maxConnections = Int(env["FER_SERVE_MAX_CONNECTIONS"] ?? "") ?? 512
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info (one access-log line per request), notice, warning, error or critical.")
+    var logLevel = env["FER_SERVE_LOG_LEVEL"] ?? "info"
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
-        guard workers >= 1, maxBody >= 1, timeout > 0 else { throw ValidationError("--workers, --max-body and --timeout must be positive") }
+        guard workers >= 1, maxBody >= 1, maxPixels >= 1, maxConnections >= 1 else {
+            throw ValidationError("--workers, --max-body, --max-pixels and --max-connections must be positive")
+        }
+        for (name, value) in [("--timeout", timeout), ("--deadline", deadline), ("--header-timeout", headerTimeout), ("--idle-timeout", idleTimeout)] {
+            guard value > 0, value <= 86_400 else { throw ValidationError("\(name) must be between 0 and 86400 seconds, got \(value)") }
+        }
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")), got '\(logLevel)'")
+        }
     }
 
     func run() async throws {
+        LoggingSystem.bootstrap(StreamLogHandler.standardError)
         let path = try DefaultModel.resolve(model)
         let classifier = try FERClassifier(contentsOf: path, maxBatch: 1)
         var settings = ServerSettings()
@@ -57,6 +86,12 @@ struct FerServe: AsyncParsableCommand {
         settings.workers = workers
         settings.maxBodyBytes = maxBody
         settings.requestTimeout = timeout
+        settings.deadline = deadline
+        settings.maxPixels = maxPixels
+        settings.headerTimeout = headerTimeout
+        settings.idleTimeout = idleTimeout
+        settings.maxConnections = maxConnections
+        settings.logLevel = Logger.Level(rawValue: logLevel) ?? .info
         FileHandle.standardError.write(Data("fer-serve: \(classifier.model.architecture) from \(path), \(workers) workers, http://\(host):\(port)\n".utf8))
         try await FERService(classifier: classifier, settings: settings).run()
     }

@@ -80,7 +80,8 @@ final class ServiceTests: XCTestCase {
             ("/v1/classify", .post, [.contentType: "image/png"], [UInt8](repeating: 0x89, count: 100 * 1024), .contentTooLarge, "limit"),
             ("/v1/classify", .post, [.contentType: "text/plain"], png, .unsupportedMediaType, "unsupported content type"),
             ("/v1/classify", .post, [.contentType: "multipart/form-data"], png, .badRequest, "boundary"),
-            ("/v1/classify", .get, [:], [], .notFound, "GET"),
+            ("/v1/classify", .get, [:], [], .methodNotAllowed, "GET is not allowed on /v1/classify: use POST"),
+            ("/healthz", .post, [:], png, .methodNotAllowed, "use GET or HEAD"),
             ("/v2/nothing", .post, [:], png, .notFound, "/v2/nothing"),
         ]
         try await app.test(.live) { client in

@@ -48,4 +48,56 @@ final class ServeBinaryTests: XCTestCase {
         XCTAssertFalse(server.isRunning, "still running 5 s after SIGTERM")
         XCTAssertEqual(server.terminationStatus, 0)
     }
+
+    /// One access-log line per request on stderr at the default level (method, path, status,
+    /// duration, images or error); `FER_SERVE_LOG_LEVEL=warning` silences them; a bad level is a
+    /// usage error.
+    func testAccessLogFollowsTheLogLevel() async throws {
+        let binary = CLI.binary.deletingLastPathComponent().appendingPathComponent("fer-serve")
+        let bad = Process()
+        bad.executableURL = binary
+        bad.arguments = ["--log-level", "loud"]
+        let badErrors = Pipe()
+        bad.standardError = badErrors
+        bad.standardOutput = FileHandle.nullDevice
+        try bad.run()
+        bad.waitUntilExit()
+        XCTAssertNotEqual(bad.terminationStatus, 0)
+        XCTAssertTrue(String(decoding: badErrors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).contains("--log-level must be one of"))
+
+        for (environment, expectLines) in [([String: String](), true), (["FER_SERVE_LOG_LEVEL": "warning"], false)] {
+            let port = 30000 + Int((getpid() + (expectLines ? 7 : 13)) % 20000)
+            let log = FileManager.default.temporaryDirectory.appendingPathComponent("fer-serve-log-\(getpid())-\(port).txt")
+            XCTAssertTrue(FileManager.default.createFile(atPath: log.path, contents: nil))
+            defer { try? FileManager.default.removeItem(at: log) }
+            let server = Process()
+            server.executableURL = binary
+            server.arguments = ["--host", "127.0.0.1", "--port", "\(port)", "--workers", "1"]
+            server.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+            server.currentDirectoryURL = CLI.root
+            server.standardOutput = FileHandle.nullDevice
+            server.standardError = try FileHandle(forWritingTo: log)
+            try server.run()
+            defer { if server.isRunning { server.terminate() } }
+            let base = URL(string: "http://127.0.0.1:\(port)")!
+            var healthy = false
+            for _ in 0..<100 where !healthy {
+                if let (_, response) = try? await URLSession.shared.data(from: base.appendingPathComponent("healthz")),
+                   (response as? HTTPURLResponse)?.statusCode == 200 {
+                    healthy = true
+                } else {
+                    try await Task.sleep(nanoseconds: 100_000_000)
+                }
+            }
+            XCTAssertTrue(healthy, "fer-serve did not come up on port \(port)")
+            let (_, wrong) = try await URLSession.shared.data(from: base.appendingPathComponent("v1/classify"))
+            XCTAssertEqual((wrong as? HTTPURLResponse)?.statusCode, 405)
+            kill(server.processIdentifier, SIGTERM)
+            for _ in 0..<100 where server.isRunning { try await Task.sleep(nanoseconds: 50_000_000) }
+            let text = String(decoding: try Data(contentsOf: log), as: UTF8.self)
+            XCTAssertEqual(text.contains("GET /healthz 200"), expectLines, text)
+            XCTAssertEqual(text.contains("GET /v1/classify 405"), expectLines, text)
+            XCTAssertEqual(text.contains("error=GET is not allowed on /v1/classify: use POST"), expectLines, text)
+        }
+    }
 }
