@@ -5,7 +5,9 @@ import Foundation
 // Swift API sees them (so no precondition can trap), catches every error, and reports it as a
 // status code plus a per-thread message.
 
-/// What a `fer_model *` points to.
+/// What a `fer_model *` points to. Every C call classifies one image, so the classifier's sessions
+/// hold one image's buffers (`maxBatch: 1`), and at most ``FERClassifier/maxIdleSessions`` of them
+/// stay allocated between calls however many threads called at once.
 final class CModel {
     let classifier: FERClassifier
     init(_ classifier: FERClassifier) { self.classifier = classifier }
@@ -103,13 +105,13 @@ private func makeModel(_ source: String, _ load: () throws -> FERClassifier) -> 
 public func fer_model_load(_ path: UnsafePointer<CChar>?) -> OpaquePointer? {
     guard let path else { setError("fer_model_load: path is NULL"); return nil }
     let name = String(cString: path)
-    return makeModel(name) { try FERClassifier(contentsOf: name) }
+    return makeModel(name) { try FERClassifier(contentsOf: name, maxBatch: 1) }
 }
 
 @_cdecl("fer_model_load_bytes")
 public func fer_model_load_bytes(_ bytes: UnsafePointer<UInt8>?, _ length: Int) -> OpaquePointer? {
     guard let bytes, length > 0 else { setError("fer_model_load_bytes: no bytes"); return nil }
-    return makeModel("<memory>") { try FERClassifier(bytes: Array(UnsafeBufferPointer(start: bytes, count: length))) }
+    return makeModel("<memory>") { try FERClassifier(bytes: Array(UnsafeBufferPointer(start: bytes, count: length)), maxBatch: 1) }
 }
 
 @_cdecl("fer_model_free")
@@ -155,7 +157,7 @@ public func fer_classify_encoded(
 ) -> Int32 {
     guard let m = model(pointer), let bytes, let out else { return fail(invalidArgument, "fer_classify_encoded: NULL argument") }
     out.pointee = nil
-    guard length > 0 else { return fail(imageError, "<memory>: empty image (0 bytes)") }
+    guard length > 0 else { return fail(invalidArgument, "fer_classify_encoded: length is 0 (no image bytes)") }
     do {
         return publish(try m.classifier.classify(encoded: Array(UnsafeBufferPointer(start: bytes, count: length))), out)
     } catch let error as ImageError {

@@ -18,8 +18,9 @@ struct Classify: ParsableCommand {
 
             Output: one line per image with the top label and its probability (--top-k for more);
             --json prints, per image, input, label, probability, labels, logits, probabilities and timing.
-            Exit status: 0 all inputs classified, 1 some inputs failed (the others are still classified),
-            2 usage errors.
+            Exit status: 0 all inputs classified, 1 some inputs failed (each named on stderr; the others
+            are still classified, and --json output stays valid), 2 usage errors. A .npy sample holding
+            NaN or infinity, or whose outputs overflow, fails alone, named as FILE[SAMPLE].
 
             Examples:
               fer-infer face.png
@@ -68,6 +69,8 @@ struct Classify: ParsableCommand {
         let data: ArraySlice<Float>  // 112x112x3 (channel-last), normalised
         let decodeMs: Double
         let preprocessMs: Double
+        /// `file` or `file[sample]`, as messages and text output name it.
+        var shown: String { sample.map { "\(input)[\($0)]" } ?? input }
     }
 
     func run() throws {
@@ -93,20 +96,34 @@ struct Classify: ParsableCommand {
         }
         func flush() throws {
             guard !pending.isEmpty else { return }
+            defer { pending.removeAll(keepingCapacity: true) }
             batchInput.removeAll(keepingCapacity: true)
             for sample in pending { batchInput.append(contentsOf: sample.data) }
             if classifier == nil {
                 classifier = try FERClassifier(model: model, labels: names.isEmpty ? nil : names, maxBatch: pending.count, threads: threads)
             }
             let start = DispatchTime.now().uptimeNanoseconds
-            let results = try classifier!.classify(channelsLast: Tensor(shape: [pending.count] + ModelInput.channelsLastShape, data: batchInput))
+            let results: [Result<Classification, ClassifierError>]
+            do {
+                results = try classifier!.classifyEach(channelsLast: Tensor(shape: [pending.count] + ModelInput.channelsLastShape, data: batchInput))
+            } catch {
+                // The batch as a whole was refused: every input in it failed, the later ones still run.
+                for sample in pending { fail("\(sample.shown): \(error)") }
+                return
+            }
             let inferenceMs = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6 / Double(pending.count)
-            for (sample, result) in zip(pending, results) {
+            for (sample, outcome) in zip(pending, results) {
+                let result: Classification
+                switch outcome {
+                case .success(let r): result = r
+                case .failure(let error):
+                    fail("\(sample.shown): \(error.problem)")
+                    continue
+                }
                 var record = result.jsonFields(labels: names)
                 record["input"] = sample.input
                 if let n = sample.sample { record["sample"] = n }
                 record["timing_ms"] = ["decode": sample.decodeMs, "preprocess": sample.preprocessMs, "inference": inferenceMs]
-                let shown = sample.sample.map { "\(sample.input)[\($0)]" } ?? sample.input
                 if result.label != nil {
                     let order = result.top(topK)
                     if topK > 1 {
@@ -114,14 +131,13 @@ struct Classify: ParsableCommand {
                     }
                     if !json {
                         let top = order.map { "\(names[$0]) \(String(format: "%.3f", result.probabilities[$0]))" }
-                        print("\(shown): \(top.joined(separator: ", "))")
+                        print("\(sample.shown): \(top.joined(separator: ", "))")
                     }
                 } else if !json, let embedding = result.embedding {
-                    print("\(shown): embedding (\(embedding.count) values) \(embedding.prefix(4).map { String(format: "%.4f", $0) }.joined(separator: " ")) ...")
+                    print("\(sample.shown): embedding (\(embedding.count) values) \(embedding.prefix(4).map { String(format: "%.4f", $0) }.joined(separator: " ")) ...")
                 }
                 records.append(record)
             }
-            pending.removeAll(keepingCapacity: true)
         }
         func enqueue(_ sample: Sample) throws {
             pending.append(sample)
@@ -164,7 +180,11 @@ struct Classify: ParsableCommand {
 
         if json {
             let object: [String: Any] = ["model": modelPath, "architecture": model.architecture.description, "results": records]
-            let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+            // Every value is finite (the classifier refuses samples whose results are not), so this succeeds.
+            let data: Data
+            do { data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]) } catch {
+                throw CLIError("cannot write the results as JSON: \(error)")
+            }
             print(String(decoding: data, as: UTF8.self))
         }
         if failures > 0 { throw ExitCode(1) }

@@ -1,7 +1,9 @@
 // A C client of libfer: loads a model, classifies encoded and raw images, checks every error path,
-// and classifies from 8 threads at once, comparing with the sequential results.
+// and classifies from 8 threads at once, comparing with the sequential results; fer_c_abi_burst
+// measures what a burst of concurrent callers leaves allocated.
 #include "CABICheck.h"
 #include "fer.h"
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,10 +11,11 @@
 
 #define FAIL(n, ...) do { snprintf(message, message_size, __VA_ARGS__); return n; } while (0)
 
-struct job { fer_model *model; const unsigned char *png; size_t length; float logits[8]; int status; };
+struct job { pthread_barrier_t *barrier; fer_model *model; const unsigned char *png; size_t length; float logits[8]; int status; };
 
 static void *classify_job(void *arg) {
     struct job *job = arg;
+    if (job->barrier) pthread_barrier_wait(job->barrier);  // all threads call at once
     for (int round = 0; round < 5; round++) {
         fer_result *result = NULL;
         job->status = fer_classify_encoded(job->model, job->png, job->length, &result);
@@ -61,6 +64,12 @@ int fer_c_abi_check(const char *weights, const unsigned char *png, size_t png_le
     if (strstr(fer_last_error(), "not a PNG or JPEG") == NULL) FAIL(13, "garbage message: %s", fer_last_error());
     if (fer_classify_encoded(model, png, png_length / 2, &result) != FER_ERROR_IMAGE) FAIL(14, "truncated image accepted");
     if (fer_classify_encoded(NULL, png, png_length, &result) != FER_ERROR_INVALID_ARGUMENT) FAIL(15, "NULL model accepted");
+    // fer.h: a size of zero is an invalid argument, not an image error.
+    result = (fer_result *)0x1;
+    status = fer_classify_encoded(model, png, 0, &result);
+    if (status != FER_ERROR_INVALID_ARGUMENT) FAIL(21, "size 0 gave status %d, not FER_ERROR_INVALID_ARGUMENT: %s", status, fer_last_error());
+    if (result != NULL) FAIL(22, "result not cleared on a size of 0");
+    if (strstr(fer_last_error(), "fer_classify_encoded: length is 0") == NULL) FAIL(23, "size 0 message: %s", fer_last_error());
     if (fer_classify_rgb(model, rgb, width, height, width * 3 - 1, &result) != FER_ERROR_INVALID_ARGUMENT) FAIL(16, "short stride accepted");
     if (fer_classify_rgb(model, rgb, 0, height, 0, &result) != FER_ERROR_INVALID_ARGUMENT) FAIL(17, "empty image accepted");
     if (fer_model_load_bytes((const unsigned char *)"PK\x03\x04", 4) != NULL) FAIL(18, "broken model bytes accepted");
@@ -69,7 +78,7 @@ int fer_c_abi_check(const char *weights, const unsigned char *png, size_t png_le
     pthread_t threads[8];
     struct job jobs[8];
     for (int t = 0; t < 8; t++) {
-        jobs[t] = (struct job){model, png, png_length, {0}, -1};
+        jobs[t] = (struct job){NULL, model, png, png_length, {0}, -1};
         pthread_create(&threads[t], NULL, classify_job, &jobs[t]);
     }
     for (int t = 0; t < 8; t++) pthread_join(threads[t], NULL);
@@ -80,5 +89,61 @@ int fer_c_abi_check(const char *weights, const unsigned char *png, size_t png_le
     fer_model_free(model);
     fer_model_free(NULL);
     fer_result_free(NULL);
+    return 0;
+}
+
+// Bytes the C heap has handed out and not had back (every arena, mmapped blocks included).
+static size_t heap_in_use(void) {
+    struct mallinfo2 info = mallinfo2();
+    return info.uordblks + info.hblkhd;
+}
+
+// Resident bytes of the process (0 where /proc is not there).
+static size_t resident(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f) return 0;
+    unsigned long pages = 0, rss = 0;
+    int read = fscanf(f, "%lu %lu", &pages, &rss);
+    fclose(f);
+    return read == 2 ? (size_t)rss * 4096 : 0;
+}
+
+int fer_c_abi_burst(const char *weights, const unsigned char *png, size_t png_length, int thread_count,
+                    size_t *heap_warm, size_t *heap_after, size_t *rss_warm, size_t *rss_after,
+                    char *message, size_t message_size) {
+    fer_model *model = fer_model_load(weights);
+    if (!model) FAIL(1, "load failed: %s", fer_last_error());
+    fer_result *result = NULL;
+    if (fer_classify_encoded(model, png, png_length, &result) != FER_OK) {
+        snprintf(message, message_size, "classify failed: %s", fer_last_error());
+        fer_model_free(model);
+        return 2;
+    }
+    float logits[8];
+    memcpy(logits, fer_result_logits(result), sizeof(float) * 7);
+    fer_result_free(result);
+    *heap_warm = heap_in_use();
+    *rss_warm = resident();
+
+    pthread_barrier_t barrier;
+    pthread_barrier_init(&barrier, NULL, (unsigned)thread_count);
+    pthread_t *threads = calloc((size_t)thread_count, sizeof(pthread_t));
+    struct job *jobs = calloc((size_t)thread_count, sizeof(struct job));
+    for (int t = 0; t < thread_count; t++) {
+        jobs[t] = (struct job){&barrier, model, png, png_length, {0}, -1};
+        pthread_create(&threads[t], NULL, classify_job, &jobs[t]);
+    }
+    for (int t = 0; t < thread_count; t++) pthread_join(threads[t], NULL);
+    pthread_barrier_destroy(&barrier);
+    int failed = -1;
+    for (int t = 0; t < thread_count && failed < 0; t++) {
+        if (jobs[t].status != FER_OK || memcmp(jobs[t].logits, logits, sizeof(float) * 7) != 0) failed = t;
+    }
+    free(threads);
+    free(jobs);
+    *heap_after = heap_in_use();
+    *rss_after = resident();
+    fer_model_free(model);
+    if (failed >= 0) FAIL(3, "thread %d failed or differs from the sequential result", failed);
     return 0;
 }

@@ -4,27 +4,59 @@ import Foundation
 import XCTest
 
 /// The C ABI, used from C (Tests/CABICheck/check.c): results equal the Swift API's, every error
-/// path returns a code and a message, and 8 C threads agree with the sequential run.
+/// path returns a code and a message, 8 C threads agree with the sequential run, and a burst of
+/// C threads leaves no more than the classifier's bounded pool of sessions allocated.
 final class CABITests: XCTestCase {
-    func testACProgramGetsTheSwiftAPIsResultsAndClearErrors() throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let weights = root.appendingPathComponent("weights/lfnsb7-seeded.pth").path
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let weights = root.appendingPathComponent("weights/lfnsb7-seeded.pth").path
+
+    static func samplePNG() throws -> [UInt8] {
         let samplePath = root.appendingPathComponent(".downloads/samples/Tom_Hanks_54745.png").path
         guard let png = FileManager.default.contents(atPath: samplePath) else {
             throw XCTSkip("\(samplePath) is missing: run tools/setup")
         }
-        let decoded = try ImageDecoder.decode(bytes: [UInt8](png))
+        return [UInt8](png)
+    }
+
+    func testACProgramGetsTheSwiftAPIsResultsAndClearErrors() throws {
+        let weights = Self.weights
+        let png = try Self.samplePNG()
+        let decoded = try ImageDecoder.decode(bytes: png)
         var logits = [Float](repeating: 0, count: 7), rgbLogits = [Float](repeating: 0, count: 7)
         var message = [CChar](repeating: 0, count: 512)
-        let status = [UInt8](png).withUnsafeBufferPointer { bytes in
+        let status = png.withUnsafeBufferPointer { bytes in
             decoded.image.pixels.withUnsafeBufferPointer { rgb in
                 fer_c_abi_check(weights, bytes.baseAddress, bytes.count, rgb.baseAddress,
                                 Int32(decoded.image.width), Int32(decoded.image.height), &logits, &rgbLogits, &message, message.count)
             }
         }
         XCTAssertEqual(status, 0, String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
-        let swift = try FERClassifier(contentsOf: weights).classify(encoded: [UInt8](png))
+        let swift = try FERClassifier(contentsOf: weights).classify(encoded: png)
         XCTAssertEqual(logits, swift.logits)
         XCTAssertEqual(rgbLogits, swift.logits)
+    }
+
+    /// A burst of C callers (32, or 4 per idle session the pool keeps where that is more) gets a
+    /// session each; afterwards the heap holds at most the pool's sessions more than before.
+    func testABurstOfCThreadsLeavesOnlyTheBoundedPoolAllocated() throws {
+        let png = try Self.samplePNG()
+        let kept = FERClassifier.defaultMaxIdleSessions(threads: 1)
+        let threads = max(32, 4 * kept)
+        var heapWarm = 0, heapAfter = 0, rssWarm = 0, rssAfter = 0
+        var message = [CChar](repeating: 0, count: 512)
+        let status = png.withUnsafeBufferPointer { bytes in
+            fer_c_abi_burst(Self.weights, bytes.baseAddress, bytes.count, Int32(threads),
+                            &heapWarm, &heapAfter, &rssWarm, &rssAfter, &message, message.count)
+        }
+        XCTAssertEqual(status, 0, String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        // The C ABI's sessions hold one image (maxBatch 1).
+        let session = try FERModel(contentsOf: Self.weights).makeSession(batch: 1).workspaceBytes
+        let mib = { (bytes: Int) in String(format: "%.1f MiB", Double(bytes) / 1_048_576) }
+        print("\(threads) C threads: heap \(mib(heapWarm)) -> \(mib(heapAfter)), resident \(mib(rssWarm)) -> \(mib(rssAfter)); "
+              + "one session \(mib(session)), pool keeps \(kept)")
+        // Unbounded, the heap grows by (threads - 1) sessions; bounded, by at most `kept - 1`,
+        // plus the threads' error slots and allocator slack.
+        XCTAssertLessThanOrEqual(heapAfter - heapWarm, (kept - 1) * session + 16 << 20,
+                                 "\(mib(heapAfter - heapWarm)) still allocated after \(threads) threads")
     }
 }

@@ -14,6 +14,8 @@
  * Every failure is a status code plus a message from fer_last_error(), which belongs to the
  * calling thread and stays valid until that thread's next call. No call aborts the process on
  * bad input. A model may be used by several threads at once; a result belongs to its caller.
+ * Each call running at once holds one image's working buffers (a few MB); between calls a model
+ * keeps at most max(2, cores) of them and frees the rest.
  */
 #ifndef FER_H
 #define FER_H
@@ -33,7 +35,7 @@ typedef enum fer_status {
     FER_ERROR_INVALID_ARGUMENT = 1, /* a NULL pointer, a size of zero, a stride too small */
     FER_ERROR_MODEL = 2,            /* the model file could not be read or does not fit */
     FER_ERROR_IMAGE = 3,            /* the encoded image could not be decoded */
-    FER_ERROR_INFERENCE = 4         /* the forward pass refused its input */
+    FER_ERROR_INFERENCE = 4         /* the forward pass refused its input, or its outputs were not finite */
 } fer_status;
 
 /* Loads a model file: a PyTorch checkpoint in any form the importer reads, or a fused
@@ -51,7 +53,8 @@ int32_t fer_model_output_width(const fer_model *model);
  * resized to 112x112 as the authors' evaluation does. */
 fer_status fer_classify_rgb(fer_model *model, const uint8_t *pixels, int32_t width, int32_t height,
                             int32_t stride, fer_result **result);
-/* Decodes PNG or JPEG bytes and classifies them. */
+/* Decodes PNG or JPEG bytes and classifies them. A length of 0 is FER_ERROR_INVALID_ARGUMENT;
+ * bytes that are not a whole PNG or JPEG image are FER_ERROR_IMAGE. */
 fer_status fer_classify_encoded(fer_model *model, const uint8_t *bytes, size_t length, fer_result **result);
 
 /* Top label (classifiers; NULL for embedders), its class index (-1 for embedders) and probability. */

@@ -8,4 +8,11 @@
 int fer_c_abi_check(const char *weights, const unsigned char *png, size_t png_length,
                     const unsigned char *rgb, int width, int height,
                     float *logits, float *rgb_logits, char *message, size_t message_size);
+/// Loads `weights`, classifies `png` once, notes the bytes the C heap holds and the resident bytes
+/// (`heap_warm`, `rss_warm`), then classifies it from `thread_count` threads that all start
+/// together (5 times each) and notes both again (`heap_after`, `rss_after`) before freeing the
+/// model. Returns 0, or the number of the first failed check with a message in `message`.
+int fer_c_abi_burst(const char *weights, const unsigned char *png, size_t png_length, int thread_count,
+                    size_t *heap_warm, size_t *heap_after, size_t *rss_warm, size_t *rss_after,
+                    char *message, size_t message_size);
 #endif
