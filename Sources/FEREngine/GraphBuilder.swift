@@ -27,7 +27,8 @@ struct GraphBuilder {
 
     init(raw: RawWeights, architecture: Architecture) {
         self.raw = raw
-        self.folded = FoldedParameters(architecture: architecture, capacity: raw.valueCount)
+        // Reserved up front, bounded: the arena grows past it if the values really are there.
+        self.folded = FoldedParameters(architecture: architecture, capacity: raw.valueCount(limit: 1 << 24))
     }
 
     mutating func newTensor() -> Int {

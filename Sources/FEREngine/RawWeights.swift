@@ -32,8 +32,17 @@ struct RawWeights {
     }
 
     func contains(_ name: String) -> Bool { tensors[name] != nil }
-    /// Values in all tensors: an upper bound for the folded parameters.
-    var valueCount: Int { tensors.values.reduce(0) { $0 + $1.shape.reduce(1, *) } }
+    /// Values in all tensors, an upper bound for the folded parameters, to reserve space up front.
+    /// Shapes are declarations (a view may declare far more than its file holds), so the sum
+    /// saturates at `limit` instead of overflowing.
+    func valueCount(limit: Int) -> Int {
+        var total = 0
+        for t in tensors.values {
+            guard let n = RawWeights.elementCount(t.shape), n <= limit - total else { return limit }
+            total += n
+        }
+        return total
+    }
     func shape(_ name: String) -> [Int]? { tensors[name]?.shape }
 
     /// The values of `name`, which must have `shape`. A missing or mis-shaped tensor is recorded

@@ -76,6 +76,18 @@ final class PlanTests: XCTestCase {
         }
     }
 
+    func testATensorDeclaringMoreValuesThanMemoryIsNotReservedFor() throws {
+        // Found by fuzz-plan: the arena was reserved for the sum of every declared shape, and a
+        // sum past Int.max trapped. An unused key declaring 2^80 values is an unexpected key.
+        let checkpoint = try Checkpoint.load(path: Fixtures.root.appendingPathComponent("Tests/Fixtures/checkpoints/lfnsb7-bare/model.pth").path)
+        var tensors = checkpoint.tensors.map { t in (name: t.name, tensor: RawTensor(shape: t.shape, values: { try t.floats() })) }
+        tensors.append((name: "huge", tensor: RawTensor(shape: [1 << 40, 1 << 40], values: { XCTFail("read"); return [] })))
+        XCTAssertThrowsError(try FERModel(stateDict: tensors)) { error in
+            guard case .weightMismatch(_, _, let unexpected, _) = error as? EngineError else { return XCTFail("\(error)") }
+            XCTAssertEqual(unexpected, ["huge"])
+        }
+    }
+
     // MARK: RetinaFace
 
     private let retinaDirectory = Fixtures.directory.appendingPathComponent("retinaface")
