@@ -52,7 +52,11 @@ public final class FERModel: @unchecked Sendable {
         for (name, tensor) in tensors { byName[name] = tensor }
         let architecture = try Architecture.recognise(keys: Set(byName.keys), shapeOf: { byName[$0]?.shape })
         let raw = RawWeights(order: tensors.map(\.name), tensors: byName, architecture: architecture.description)
-        let parameters = tensors.filter { !RawWeights.isBuffer($0.name) }.reduce(0) { $0 + $1.tensor.shape.reduce(1, *) }
+        // Declared shapes may overflow when multiplied out; the strict load refuses such keys below.
+        let parameters = tensors.filter { !RawWeights.isBuffer($0.name) }.reduce(0) { total, t in
+            let n = RawWeights.elementCount(t.tensor.shape) ?? Int.max
+            return total.addingReportingOverflow(n).overflow ? Int.max : total + n
+        }
         let (graph, folded) = architecture == .retinaFace
             ? try RetinaFaceBuilder.build(raw) : try LFNFamily.build(architecture, raw)
         try self.init(folded: folded, graph: graph, originalParameterCount: parameters)

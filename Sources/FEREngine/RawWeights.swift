@@ -102,7 +102,10 @@ struct RawWeights {
         var parameters = 0
         for name in order where name.hasPrefix(prefix) {
             used.insert(name)
-            if !RawWeights.isBuffer(name) { parameters += tensors[name]!.shape.reduce(1, *) }
+            if !RawWeights.isBuffer(name) {
+                let n = RawWeights.elementCount(tensors[name]!.shape) ?? Int.max
+                parameters = parameters.addingReportingOverflow(n).overflow ? Int.max : parameters + n
+            }
         }
         return parameters
     }

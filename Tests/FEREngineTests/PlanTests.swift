@@ -82,6 +82,9 @@ final class PlanTests: XCTestCase {
         let checkpoint = try Checkpoint.load(path: Fixtures.root.appendingPathComponent("Tests/Fixtures/checkpoints/lfnsb7-bare/model.pth").path)
         var tensors = checkpoint.tensors.map { t in (name: t.name, tensor: RawTensor(shape: t.shape, values: { try t.floats() })) }
         tensors.append((name: "huge", tensor: RawTensor(shape: [1 << 40, 1 << 40], values: { XCTFail("read"); return [] })))
+        // ... and one the model ignores on purpose (LFNSB's unused BatchNorm1d) declaring as much.
+        let bn = tensors.firstIndex { $0.name == "bn.weight" }!
+        tensors[bn].tensor = RawTensor(shape: [1 << 40, 1 << 40], values: { XCTFail("read"); return [] })
         XCTAssertThrowsError(try FERModel(stateDict: tensors)) { error in
             guard case .weightMismatch(_, _, let unexpected, _) = error as? EngineError else { return XCTFail("\(error)") }
             XCTAssertEqual(unexpected, ["huge"])
