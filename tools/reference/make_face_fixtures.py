@@ -183,6 +183,11 @@ def main():
     if astro is not None:
         for s in manifest["similarity"][:3]:
             warps.append(("astronaut", np.array(s["matrices"][s["best"]]).reshape(2, 3).tolist()))
+    # A random case where the bilinear sum lands next to .5, so only fused arithmetic matches cv2.
+    name, img, m = fused_case()
+    src[name] = img
+    inputs[name] = save_png(f"in-{name}.png", img)
+    warps.append((name, m.tolist()))
     for k, (name, m) in enumerate(warps):
         m = np.array(m, np.float64)
         out = cv2.warpAffine(src[name], m, (112, 112))
@@ -220,7 +225,7 @@ def model_resize(img, out_w, out_h):
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def model_warp(img, m, out_w, out_h):
+def model_warp(img, m, out_w, out_h, fused=True):
     f32, f64 = np.float32, np.float64
     a, b, c = m[0]
     d, e, f = m[1]
@@ -247,10 +252,27 @@ def model_warp(img, m, out_w, out_h):
         return np.where(ok[..., None], v, f32(0))
     p00, p01, p10, p11 = tap(ix, iy), tap(ix + 1, iy), tap(ix, iy + 1), tap(ix + 1, iy + 1)
     def fma(a, b, c):   # one rounding: float32 products are exact in float64
+        if not fused:
+            return a * b + c
         return (a.astype(f64) * b.astype(f64) + c.astype(f64)).astype(f32)
     v0 = fma(ax, p01 - p00, p00)
     v1 = fma(ax, p11 - p10, p10)
     return np.clip(np.rint(fma(ay, v1 - v0, v0)), 0, 255).astype(np.uint8)
+
+
+def fused_case():
+    """The first seeded random (image, matrix) whose cv2 warp differs from unfused bilinear arithmetic."""
+    rng = np.random.default_rng(1)
+    for t in range(100000):
+        img = rng.integers(0, 256, (int(rng.integers(8, 40)), int(rng.integers(8, 40)), 3), dtype=np.uint8)
+        ang, sc = rng.uniform(-3.2, 3.2), rng.uniform(0.2, 4)
+        m = np.array([[sc * np.cos(ang), -sc * np.sin(ang), rng.uniform(-30, 30)],
+                      [sc * np.sin(ang), sc * np.cos(ang), rng.uniform(-30, 30)]])
+        ref = cv2.warpAffine(img, m, (112, 112))
+        if np.array_equal(ref, model_warp(img, m, 112, 112)) and not np.array_equal(
+                ref, model_warp(img, m, 112, 112, fused=False)):
+            return f"fused{t}", img, m
+    raise RuntimeError("no case found")
 
 
 def check():
