@@ -80,6 +80,8 @@ let package = Package(
         .target(name: "FERRuntime", dependencies: ["FEREngine", "FERImage", "FERTensor", "FERCheckpoint"]),
         // The C ABI over FERRuntime: status codes and per-thread messages, no Swift error crosses it.
         .target(name: "FERC", dependencies: ["FERRuntime"], exclude: ["include"]),
+        // Face detection geometry: detector input, priors, decoding, NMS, five-point alignment.
+        .target(name: "FERFaces", dependencies: ["FERImage", "FERTensor"], swiftSettings: numericSettings),
         // The HTTP service: routes, metrics and error responses over one shared classifier.
         .target(
             name: "FERServe",
@@ -115,6 +117,7 @@ let package = Package(
             name: "FEREngineTests",
             dependencies: ["FEREngine", "FERTensor", "FERCheckpoint", "FERKernels", "CAllocationCounter"]),
         .testTarget(name: "FERRuntimeTests", dependencies: ["FERRuntime"]),
+        .testTarget(name: "FERFacesTests", dependencies: ["FERFaces", "FERImage", "FERTensor"]),
         // A C client of the ABI, compiled into the test process.
         .target(name: "CABICheck", path: "Tests/CABICheck"),
         .testTarget(name: "FERCTests", dependencies: ["FERC", "CABICheck", "FERRuntime"]),

@@ -1,0 +1,84 @@
+import FERImage
+
+/// OpenCV's `cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)` on 8-bit images, to the bit.
+///
+/// Unlike PIL's bilinear (``FERImage/Resize``), OpenCV does not widen the filter when shrinking: each
+/// output reads two inputs per axis. Its fixed-point arithmetic for 8-bit images, established by
+/// comparing outputs with opencv-python 5.0.0 (exact on every size tried, shrinking and enlarging;
+/// see tools/reference/make_face_fixtures.py):
+///
+/// - per axis, scale = 1 / (outSize / inSize) (Double); output i is centred at
+///   f = Float((i + 0.5) * scale - 0.5); s = floor(f) (Float), a = f - s (Float);
+///   the taps are clamp(s, 0, inSize - 1) and clamp(s + 1, 0, inSize - 1), the fraction is NOT reset at
+///   the borders; weights w0 = rint((1 - a) * 2048) (half to even, Float), w1 = 2048 - w0;
+/// - horizontal pass: S = p[s] * w0 + p[s + 1] * w1 in integers (11 fraction bits, kept unrounded);
+/// - vertical pass: out = ((v0 * (S0 >> 4)) >> 16 + (v1 * (S1 >> 4)) >> 16 + 2) >> 2, clamped to 0...255,
+///   with v0, v1 the vertical weights and S0, S1 the horizontal sums of the two source rows.
+public enum LinearResize {
+    /// Fraction bits of OpenCV's resize coefficients.
+    static let coefficientBits = 11
+
+    /// The two taps and weights of every output along one axis.
+    struct Axis {
+        var first: [Int], second: [Int]    // (outSize) source indices
+        var w0: [Int32], w1: [Int32]       // (outSize) weights, w0 + w1 == 2048
+
+        init(inSize: Int, outSize: Int) {
+            let scale = 1.0 / (Double(outSize) / Double(inSize))
+            let one = Int32(1) << Int32(LinearResize.coefficientBits)
+            first = []; second = []; w0 = []; w1 = []
+            first.reserveCapacity(outSize); second.reserveCapacity(outSize)
+            w0.reserveCapacity(outSize); w1.reserveCapacity(outSize)
+            for i in 0..<outSize {
+                let f = Float((Double(i) + 0.5) * scale - 0.5)
+                let s = f.rounded(.down)
+                let a = f - s
+                let si = Int(s)
+                first.append(min(max(si, 0), inSize - 1))
+                second.append(min(max(si + 1, 0), inSize - 1))
+                let c0 = Int32(((1 - a) * Float(one)).rounded(.toNearestOrEven))
+                w0.append(c0)
+                w1.append(one - c0)
+            }
+        }
+    }
+
+    /// `image` resized to `width` x `height` as `cv2.resize(..., interpolation=cv2.INTER_LINEAR)`.
+    /// Throws ``FaceError/invalidArgument(_:)`` for a non-positive size.
+    public static func resize(_ image: RGBImage, width: Int, height: Int) throws -> RGBImage {
+        guard width > 0, height > 0 else { throw FaceError.invalidArgument("target size \(width)x\(height)") }
+        if width == image.width && height == image.height { return image }
+        let xs = Axis(inSize: image.width, outSize: width)
+        let ys = Axis(inSize: image.height, outSize: height)
+        var out = [UInt8](repeating: 0, count: width * height * 3)  // (height, width, 3)
+        // Horizontal sums of two source rows, (width * 3) each, and which source rows they hold.
+        var rowA = [Int32](repeating: 0, count: width * 3), rowB = rowA
+        var heldA = -1, heldB = -1
+        image.pixels.withUnsafeBufferPointer { src in
+            func horizontal(_ y: Int, into row: inout [Int32]) {
+                row.withUnsafeMutableBufferPointer { r in
+                    let line = src.baseAddress! + y * image.width * 3
+                    for x in 0..<width {
+                        let p = line + xs.first[x] * 3, q = line + xs.second[x] * 3
+                        let a = xs.w0[x], b = xs.w1[x]
+                        for c in 0..<3 { r[x * 3 + c] = Int32(p[c]) * a + Int32(q[c]) * b }
+                    }
+                }
+            }
+            for y in 0..<height {
+                let s0 = ys.first[y], s1 = ys.second[y]
+                if heldA != s0 {
+                    if heldB == s0 { swap(&rowA, &rowB); swap(&heldA, &heldB) } else { horizontal(s0, into: &rowA); heldA = s0 }
+                }
+                if heldB != s1 { horizontal(s1, into: &rowB); heldB = s1 }
+                let v0 = ys.w0[y], v1 = ys.w1[y]
+                let base = y * width * 3
+                for i in 0..<(width * 3) {
+                    let t = ((v0 * (rowA[i] >> 4)) >> 16) + ((v1 * (rowB[i] >> 4)) >> 16) + 2
+                    out[base + i] = UInt8(clamping: t >> 2)
+                }
+            }
+        }
+        return RGBImage(width: width, height: height, pixels: out)
+    }
+}
