@@ -19,6 +19,12 @@ public struct Face: Equatable, Sendable {
 /// One RetinaFace anchor: centre and size in units of the network input's width and height.
 public struct Prior: Equatable, Sendable {
     public var cx, cy, w, h: Double
+    public init(cx: Double, cy: Double, w: Double, h: Double) {
+        self.cx = cx
+        self.cy = cy
+        self.w = w
+        self.h = h
+    }
 }
 
 /// RetinaFace post-processing (spec: detection.md, "Pre- and post-processing"): priors, decoding with

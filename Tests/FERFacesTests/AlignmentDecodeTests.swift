@@ -1,7 +1,7 @@
 import FERImage
 import XCTest
 
-@testable import FERFaces
+import FERFaces
 
 final class AlignmentTests: XCTestCase {
     /// scikit-image SimilarityTransform estimates, the chosen template and its error.

@@ -1,7 +1,7 @@
 import FERImage
 import XCTest
 
-@testable import FERFaces
+import FERFaces
 
 final class ResizeWarpTests: XCTestCase {
     /// cv2.resize INTER_LINEAR outputs: within one level (measured: exact).
