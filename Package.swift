@@ -117,7 +117,7 @@ let package = Package(
             name: "FEREngineTests",
             dependencies: ["FEREngine", "FERTensor", "FERCheckpoint", "FERKernels", "CAllocationCounter"]),
         .testTarget(name: "FERRuntimeTests", dependencies: ["FERRuntime"]),
-        .testTarget(name: "FERFacesTests", dependencies: ["FERFaces", "FERImage", "FERTensor"]),
+        .testTarget(name: "FERFacesTests", dependencies: ["FERFaces", "FERImage", "FERTensor", "FEREngine"]),
         // A C client of the ABI, compiled into the test process.
         .target(name: "CABICheck", path: "Tests/CABICheck"),
         .testTarget(name: "FERCTests", dependencies: ["FERC", "CABICheck", "FERRuntime"]),
