@@ -113,6 +113,8 @@ public enum ImageLimit: Equatable, Sendable, CustomStringConvertible {
     case pngChunkCacheBytes(Int)
     /// Text and sPLT chunks in one PNG: ``PNGLimits/chunkCount``.
     case pngChunkCount(Int)
+    /// Bytes of one PNG row as stored: ``PNGLimits/rowBytes``.
+    case pngRowBytes(Int)
 
     /// The limit in words, for example `"100 scans"`.
     public var description: String {
@@ -121,6 +123,7 @@ public enum ImageLimit: Equatable, Sendable, CustomStringConvertible {
         case .pngChunkBytes(let n): return "\(n) bytes per ancillary chunk"
         case .pngChunkCacheBytes(let n): return "\(n) bytes of ancillary chunk data in all"
         case .pngChunkCount(let n): return "\(n) text and sPLT chunks"
+        case .pngRowBytes(let n): return "\(n) bytes per row"
         }
     }
 }

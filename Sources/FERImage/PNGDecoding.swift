@@ -24,6 +24,11 @@ public enum PNGLimits {
     /// Text and sPLT chunks libspng keeps: 1000, libspng's built-in SPNG_MAX_CHUNK_COUNT (0.7.3 cannot
     /// change it: its spng_set_option refuses SPNG_CHUNK_COUNT_LIMIT), checked by the tests.
     public static let chunkCount = 1000
+    /// Largest row as stored (before conversion to 8-bit RGB), in bytes: 16 MiB. libspng holds one
+    /// whole row, so without it a one-row image costs up to 8 bytes a pixel on top of its RGB size (a
+    /// 89,478,485 x 1 16-bit RGBA file: 716 MB). 16 MiB is 2 million 16-bit RGBA or 5.5 million 8-bit
+    /// RGB pixels across, far wider than any photograph.
+    public static let rowBytes = 1 << 24
 }
 
 /// PNG through libspng's progressive (row) API, converted to 8-bit RGB as PIL does.
@@ -79,6 +84,11 @@ enum PNGDecoding {
             throw DecodeFailure(.truncated(.png, detail: "the header declares \(width)x\(height) pixels, which needs "
                 + "at least \(rawOverflow ? "exabytes" : "\(rawBytes / 1032) bytes") of compressed data, "
                 + "but the file has \(bytes.count) bytes"))
+        }
+
+        if rowBytes - 1 > PNGLimits.rowBytes {
+            throw DecodeFailure(.limitExceeded(.png, limit: .pngRowBytes(PNGLimits.rowBytes), detail:
+                "a row of \(width) pixels of \(channelsGuess) \(depthBits)-bit samples is \(rowBytes - 1) bytes"))
         }
 
         guard let ctx = spng_ctx_new(0) else { throw DecodeFailure(.unreadable(reason: "libspng: out of memory")) }

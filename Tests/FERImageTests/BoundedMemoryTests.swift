@@ -127,6 +127,19 @@ final class BoundedMemoryTests: XCTestCase {
         XCTAssertLessThan(growth, 3 * n + 2 * Self.mib, "peak grew by \(growth) bytes for \(n) pixels")
     }
 
+    func testAPNGRowWiderThanTheRowLimitIsRefusedBeforeDecoding() throws {
+        // One pixel past 16 MiB a row (8 bytes a pixel): the 89,478,485 x 1 bomb's kind, refused.
+        let n = PNGLimits.rowBytes / 8 + 1
+        let png = try rgba16PNG(width: n, height: 1, scanlines: repeated([0x12, 0x34], times: 4 * n, after: [0]))
+        let (error, growth) = try peakGrowth { () -> ImageError? in
+            do { _ = try ImageDecoder.decode(bytes: png) } catch let error as ImageError { return error }
+            return nil
+        }
+        XCTAssertEqual(error?.kind, ImageError.Kind.limitExceeded(
+            .png, limit: .pngRowBytes(1 << 24), detail: "a row of \(n) pixels of 4 16-bit samples is \(8 * n) bytes"))
+        XCTAssertLessThan(growth, 2 * Self.mib, "peak grew by \(growth) bytes")
+    }
+
     func testWidePNGCostsItsRGBSizePlusOneStoredRow() throws {
         let n = Self.pixels
         let png = try rgba16PNG(width: n, height: 1, scanlines: repeated([0x12, 0x34], times: 4 * n, after: [0]))
