@@ -112,7 +112,14 @@ public enum ImageDecoder {
 
     /// Reads and decodes the image file at `path`.
     public static func decode(path: String, options: ImageDecodingOptions = .default) throws(ImageError) -> DecodedImage {
-        let bytes = try readFile(path: path, maxBytes: options.maxFileBytes)
+        try decode(pathBytes: Array(path.utf8), options: options)
+    }
+
+    /// Reads and decodes the file whose name is `pathBytes` (any bytes but NUL, as Linux allows);
+    /// messages show it with ``FileNames/display(_:)``.
+    public static func decode(pathBytes: [UInt8], options: ImageDecodingOptions = .default) throws(ImageError) -> DecodedImage {
+        let path = FileNames.display(pathBytes)
+        let bytes = try readFile(pathBytes: pathBytes, maxBytes: options.maxFileBytes)
         return try decode(bytes: bytes, path: path, fileExtension: fileExtension(of: path), options: options)
     }
 
@@ -171,35 +178,51 @@ public enum ImageDecoder {
     /// ``imageExtensions`` (any case), not hidden, sorted by name, as `directory/name` paths.
     /// Throws ``ImageError/Kind/noImagesInDirectory`` when there is none.
     public static func imageFiles(inDirectory directory: String) throws(ImageError) -> [String] {
-        guard let dir = opendir(directory) else { throw ImageError(path: directory, kind: errnoKind(errno)) }
+        try imageFiles(inDirectory: Array(directory.utf8)).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// ``imageFiles(inDirectory:)`` with names as bytes: a name that is not UTF-8 is listed like any
+    /// other, sorted by its bytes.
+    public static func imageFiles(inDirectory directory: [UInt8]) throws(ImageError) -> [[UInt8]] {
+        let shown = FileNames.display(directory)
+        guard let dir = FileNames.withCString(directory, { opendir($0) }) else { throw ImageError(path: shown, kind: errnoKind(errno)) }
         defer { closedir(dir) }
-        var names: [String] = []
+        var names: [[UInt8]] = []
         while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-            }
-            guard !name.hasPrefix("."), let ext = fileExtension(of: name), imageExtensions.contains(ext.lowercased()) else {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in Array(raw.prefix(while: { $0 != 0 })) }
+            guard name.first != UInt8(ascii: "."), let ext = fileExtension(of: FileNames.display(name)),
+                  imageExtensions.contains(ext.lowercased()) else {
                 continue
             }
-            let full = directory.hasSuffix("/") ? directory + name : directory + "/" + name
+            let full = directory.last == UInt8(ascii: "/") ? directory + name : directory + [UInt8(ascii: "/")] + name
             var info = stat()
-            if stat(full, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG { names.append(full) }
+            if FileNames.withCString(full, { stat($0, &info) }) == 0 && (info.st_mode & S_IFMT) == S_IFREG { names.append(full) }
         }
-        guard !names.isEmpty else { throw ImageError(path: directory, kind: .noImagesInDirectory) }
-        return names.sorted()
+        guard !names.isEmpty else { throw ImageError(path: shown, kind: .noImagesInDirectory) }
+        return names.sorted { $0.lexicographicallyPrecedes($1) }
     }
 
     /// True when `path` names a directory (following symbolic links).
-    public static func isDirectory(_ path: String) -> Bool {
+    public static func isDirectory(_ path: String) -> Bool { isDirectory(Array(path.utf8)) }
+
+    /// ``isDirectory(_:)`` for a name given as bytes.
+    public static func isDirectory(_ path: [UInt8]) -> Bool {
         var info = stat()
-        return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
+        return FileNames.withCString(path, { stat($0, &info) }) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
     }
 
     // MARK: - Files
 
     /// The whole file, refusing directories, special files, empty and over-large files.
     static func readFile(path: String, maxBytes: Int) throws(ImageError) -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        try readFile(pathBytes: Array(path.utf8), maxBytes: maxBytes)
+    }
+
+    /// The whole file named by `pathBytes`, refusing directories, special files, empty and over-large
+    /// files (errors show the name with ``FileNames/display(_:)``).
+    public static func readFile(pathBytes: [UInt8], maxBytes: Int) throws(ImageError) -> [UInt8] {
+        let path = FileNames.display(pathBytes)
+        let fd = FileNames.withCString(pathBytes) { open($0, O_RDONLY | O_CLOEXEC | O_NONBLOCK) }
         guard fd >= 0 else { throw ImageError(path: path, kind: errnoKind(errno)) }
         defer { close(fd) }
         var info = stat()

@@ -144,10 +144,23 @@ struct Classify: ParsableCommand {
             if pending.count == batch { try flush() }
         }
 
-        for path in expand(inputs, failing: fail) {
+        for raw in expand(FileNames.commandLineBytes(for: inputs), failing: fail) {
+            let path = FileNames.display(raw)
             if path.lowercased().hasSuffix(".npy") {
                 do {
-                    let array = try NPY.read(path: path)
+                    let array: Tensor
+                    if String(validating: raw, as: UTF8.self) != nil {
+                        array = try NPY.read(path: path)
+                    } else {
+                        // A name that is not UTF-8: read by its bytes, errors shown escaped.
+                        do { array = try NPY.decode(ImageDecoder.readFile(pathBytes: raw, maxBytes: 1 << 32)) } catch var error as NPYError {
+                            error.path = path
+                            throw error
+                        } catch let error as ImageError {
+                            fail(error.description)
+                            continue
+                        }
+                    }
                     guard let count = ModelInput.batchCount(of: array.shape) else {
                         fail("\(path): array has shape \(array.shape), expected \(ModelInput.describe())")
                         continue
@@ -165,7 +178,7 @@ struct Classify: ParsableCommand {
             }
             let t0 = DispatchTime.now().uptimeNanoseconds
             let decoded: DecodedImage
-            do { decoded = try ImageDecoder.decode(path: path, options: options) } catch {
+            do { decoded = try ImageDecoder.decode(pathBytes: raw, options: options) } catch {
                 fail(error.description)
                 continue
             }
@@ -190,9 +203,10 @@ struct Classify: ParsableCommand {
         if failures > 0 { throw ExitCode(1) }
     }
 
-    /// Inputs in order, directories replaced by the images inside them (sorted).
-    private func expand(_ inputs: [String], failing fail: (String) -> Void) -> [String] {
-        var paths: [String] = []
+    /// Inputs in order, directories replaced by the images inside them (sorted). Paths are bytes:
+    /// Linux file names need not be UTF-8.
+    private func expand(_ inputs: [[UInt8]], failing fail: (String) -> Void) -> [[UInt8]] {
+        var paths: [[UInt8]] = []
         for input in inputs {
             guard ImageDecoder.isDirectory(input) else { paths.append(input); continue }
             do { paths += try ImageDecoder.imageFiles(inDirectory: input) } catch { fail(error.description) }
