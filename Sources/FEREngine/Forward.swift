@@ -210,12 +210,10 @@ extension ExecutionPlan {
 
 /// NHWC activations as an NCHW tensor.
 func nchw(_ data: UnsafePointer<Float>, batch: Int, height: Int, width: Int, channels: Int) -> Tensor {
-    var out = [Float](repeating: 0, count: batch * channels * height * width)
-    let hw = height * width
-    for b in 0..<batch {
-        for p in 0..<hw {
-            for c in 0..<channels { out[(b * channels + c) * hw + p] = data[(b * hw + p) * channels + c] }
-        }
+    let count = batch * channels * height * width
+    let out = [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+        ChannelOrder.toChannelsFirst(data, buffer.baseAddress!, batch: batch, channels: channels, positions: height * width)
+        initialized = count
     }
     return Tensor(shape: [batch, channels, height, width], data: out)
 }

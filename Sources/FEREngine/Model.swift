@@ -53,10 +53,7 @@ public final class FERModel: @unchecked Sendable {
         let architecture = try Architecture.recognise(keys: Set(byName.keys), shapeOf: { byName[$0]?.shape })
         let raw = RawWeights(order: tensors.map(\.name), tensors: byName, architecture: architecture.description)
         // Declared shapes may overflow when multiplied out; the strict load refuses such keys below.
-        let parameters = tensors.filter { !RawWeights.isBuffer($0.name) }.reduce(0) { total, t in
-            let n = RawWeights.elementCount(t.tensor.shape) ?? Int.max
-            return total.addingReportingOverflow(n).overflow ? Int.max : total + n
-        }
+        let parameters = RawWeights.elementTotal(tensors.filter { !RawWeights.isBuffer($0.name) }.map(\.tensor.shape))
         let (graph, folded) = architecture == .retinaFace
             ? try RetinaFaceBuilder.build(raw) : try LFNFamily.build(architecture, raw)
         try self.init(folded: folded, graph: graph, originalParameterCount: parameters)
@@ -103,31 +100,32 @@ public final class FERModel: @unchecked Sendable {
     /// Runs a batch `[N, 3, 112, 112]` (or one image `[3, 112, 112]`) and returns every output.
     /// Convenient but allocating; steady-state callers reuse an ``InferenceSession``.
     public func predict(_ input: Tensor) throws -> Prediction {
-        try session(for: input, features: true).predict(input)
+        try session(for: input).predict(input)
     }
 
     /// Runs `input` (`[N, C, H, W]` at any size the model takes) and returns every output by name:
     /// `logits`, `probabilities`, `embedding`, `featureMap` (`[N, C, H, W]`) or the detector's
     /// `boxes`, `scores`, `landmarks` (`[N, anchors, k]`).
     public func evaluate(_ input: Tensor) throws -> [String: Tensor] {
-        try session(for: input, features: true).evaluate(input, observe: nil)
+        try session(for: input).evaluate(input, observe: nil)
     }
 
     /// Runs `input` and reports each stage's activation (NCHW, per forward pass of at most
     /// ``InferenceSession/microBatch`` images) under the PyTorch module names of the stage
     /// (`features.0` ... `features.8`, then the head's), for debugging.
     public func traceStages(_ input: Tensor, _ observe: (String, Tensor) -> Void) throws -> [String: Tensor] {
-        let session = try session(for: input, features: true)
+        let session = try session(for: input)
         return try withoutActuallyEscaping(observe) { try session.evaluate(input, observe: $0) }
     }
 
-    private func session(for input: Tensor, features: Bool) throws -> InferenceSession {
+    /// A session sized for `input` that also copies out the feature map.
+    private func session(for input: Tensor) throws -> InferenceSession {
         let shape = input.shape.count == 3 ? [1] + input.shape : input.shape
         guard shape.count == 4, shape[0] >= 1 else {
             throw EngineError.inputShape(expected: "[N, \(graph.inputChannels), H, W]", got: input.shape)
         }
         let session = try makeSession(batch: shape[0], height: shape[2], width: shape[3])
-        session.capturesFeatureMap = features
+        session.capturesFeatureMap = true
         return session
     }
 }
@@ -274,14 +272,8 @@ public final class InferenceSession {
         let plane = plan.height * plan.width, c = plan.graph.inputChannels
         if channelsLast {
             worker.input.update(from: input, count: worker.active * plane * c)
-            return
-        }
-        for b in 0..<worker.active {
-            let image = input + b * c * plane
-            let out = worker.input + b * c * plane
-            for p in 0..<plane {
-                for ch in 0..<c { out[c * p + ch] = image[ch * plane + p] }
-            }
+        } else {
+            ChannelOrder.toChannelsLast(input, worker.input, batch: worker.active, channels: c, positions: plane)
         }
     }
 
@@ -294,12 +286,8 @@ public final class InferenceSession {
             switch out.layout {
             case .map:
                 guard capturesFeatureMap else { continue }
-                let s = plan.shapes[out.tensor], hw = s.height * s.width
-                for b in 0..<n {
-                    for p in 0..<hw {
-                        for c in 0..<s.channels { dst[(b * s.channels + c) * hw + p] = src[(b * hw + p) * s.channels + c] }
-                    }
-                }
+                let s = plan.shapes[out.tensor]
+                ChannelOrder.toChannelsFirst(src, dst, batch: n, channels: s.channels, positions: s.height * s.width)
             case .vector, .rows:
                 if out.optional && !capturesFeatureMap { continue }
                 dst.update(from: src, count: n * size)

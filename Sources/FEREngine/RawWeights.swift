@@ -36,10 +36,17 @@ struct RawWeights {
     /// Shapes are declarations (a view may declare far more than its file holds), so the sum
     /// saturates at `limit` instead of overflowing.
     func valueCount(limit: Int) -> Int {
+        min(limit, RawWeights.elementTotal(tensors.values.map(\.shape)))
+    }
+
+    /// Elements of all `shapes` together, Int.max when a shape is impossible or the sum overflows.
+    static func elementTotal<S: Sequence<[Int]>>(_ shapes: S) -> Int {
         var total = 0
-        for t in tensors.values {
-            guard let n = RawWeights.elementCount(t.shape), n <= limit - total else { return limit }
-            total += n
+        for shape in shapes {
+            guard let n = elementCount(shape) else { return .max }
+            let (sum, overflow) = total.addingReportingOverflow(n)
+            if overflow { return .max }
+            total = sum
         }
         return total
     }
@@ -99,15 +106,9 @@ struct RawWeights {
     /// parameters they hold (BatchNorm running statistics excluded).
     @discardableResult
     mutating func ignore(prefix: String) -> Int {
-        var parameters = 0
-        for name in order where name.hasPrefix(prefix) {
-            used.insert(name)
-            if !RawWeights.isBuffer(name) {
-                let n = RawWeights.elementCount(tensors[name]!.shape) ?? Int.max
-                parameters = parameters.addingReportingOverflow(n).overflow ? Int.max : parameters + n
-            }
-        }
-        return parameters
+        let names = order.filter { $0.hasPrefix(prefix) }
+        used.formUnion(names)
+        return RawWeights.elementTotal(names.filter { !RawWeights.isBuffer($0) }.map { tensors[$0]!.shape })
     }
 
     /// BatchNorm running statistics: in the state_dict, not among `model.parameters()`.

@@ -26,17 +26,45 @@ public enum ModelInput {
     }
 }
 
+/// Moving the channel axis between PyTorch's layout (NCHW, channel-first) and the engine's (NHWC,
+/// channel-last), for `batch` images of `positions` (height x width) pixels each.
+public enum ChannelOrder {
+    /// `dst[(b * positions + p) * channels + c] = src[(b * channels + c) * positions + p]`.
+    public static func toChannelsLast(
+        _ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, batch: Int, channels: Int, positions: Int
+    ) {
+        for b in 0..<batch {
+            let image = src + b * channels * positions, out = dst + b * channels * positions
+            for p in 0..<positions {
+                for c in 0..<channels { out[p * channels + c] = image[c * positions + p] }
+            }
+        }
+    }
+
+    /// `dst[(b * channels + c) * positions + p] = src[(b * positions + p) * channels + c]`.
+    public static func toChannelsFirst(
+        _ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, batch: Int, channels: Int, positions: Int
+    ) {
+        for b in 0..<batch {
+            let image = src + b * channels * positions, out = dst + b * channels * positions
+            for p in 0..<positions {
+                for c in 0..<channels { out[c * positions + p] = image[p * channels + c] }
+            }
+        }
+    }
+}
+
 extension Tensor {
     /// A `[N, C, H, W]` tensor as `[N, H, W, C]` (or `[C, H, W]` as `[H, W, C]`).
     public func channelsLast() -> Tensor {
         precondition(shape.count == 3 || shape.count == 4, "channelsLast of a \(shape) tensor")
         let s = shape.count == 3 ? [1] + shape : shape
         let (n, c, h, w) = (s[0], s[1], s[2], s[3])
-        var out = [Float](repeating: 0, count: data.count)
-        for b in 0..<n {
-            for ch in 0..<c {
-                for p in 0..<h * w { out[(b * h * w + p) * c + ch] = data[(b * c + ch) * h * w + p] }
+        let out = [Float](unsafeUninitializedCapacity: data.count) { buffer, initialized in
+            data.withUnsafeBufferPointer {
+                ChannelOrder.toChannelsLast($0.baseAddress!, buffer.baseAddress!, batch: n, channels: c, positions: h * w)
             }
+            initialized = data.count
         }
         return Tensor(shape: shape.count == 3 ? [h, w, c] : [n, h, w, c], data: out)
     }

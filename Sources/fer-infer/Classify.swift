@@ -148,18 +148,16 @@ struct Classify: ParsableCommand {
             let path = FileNames.display(raw)
             if path.lowercased().hasSuffix(".npy") {
                 do {
+                    // Read by the name's bytes (it need not be UTF-8), as a regular file of bounded size.
+                    let bytes: [UInt8]
+                    do { bytes = try ImageDecoder.readFile(pathBytes: raw, maxBytes: Classify.maxArrayFileBytes) } catch {
+                        fail(error.description)
+                        continue
+                    }
                     let array: Tensor
-                    if String(validating: raw, as: UTF8.self) != nil {
-                        array = try NPY.read(path: path)
-                    } else {
-                        // A name that is not UTF-8: read by its bytes, errors shown escaped.
-                        do { array = try NPY.decode(ImageDecoder.readFile(pathBytes: raw, maxBytes: 1 << 32)) } catch var error as NPYError {
-                            error.path = path
-                            throw error
-                        } catch let error as ImageError {
-                            fail(error.description)
-                            continue
-                        }
+                    do { array = try NPY.decode(bytes) } catch var error as NPYError {
+                        error.path = path
+                        throw error
                     }
                     guard let count = ModelInput.batchCount(of: array.shape) else {
                         fail("\(path): array has shape \(array.shape), expected \(ModelInput.describe())")
@@ -202,6 +200,9 @@ struct Classify: ParsableCommand {
         }
         if failures > 0 { throw ExitCode(1) }
     }
+
+    /// Largest `.npy` file read: 4 GiB, about 28,000 normalised 112x112 images.
+    static let maxArrayFileBytes = 1 << 32
 
     /// Inputs in order, directories replaced by the images inside them (sorted). Paths are bytes:
     /// Linux file names need not be UTF-8.

@@ -23,16 +23,7 @@ final class ServeBinaryTests: XCTestCase {
         defer { if server.isRunning { server.terminate() } }
 
         let base = URL(string: "http://127.0.0.1:\(port)")!
-        var healthy = false
-        for _ in 0..<100 where !healthy {
-            if let (_, response) = try? await URLSession.shared.data(from: base.appendingPathComponent("healthz")),
-               (response as? HTTPURLResponse)?.statusCode == 200 {
-                healthy = true
-            } else {
-                try await Task.sleep(nanoseconds: 100_000_000)
-            }
-        }
-        XCTAssertTrue(healthy, "fer-serve did not come up on port \(port)")
+        try await waitUntilHealthy(base, port: port)
 
         var request = URLRequest(url: base.appendingPathComponent("v1/classify"))
         request.httpMethod = "POST"
@@ -80,16 +71,7 @@ final class ServeBinaryTests: XCTestCase {
             try server.run()
             defer { if server.isRunning { server.terminate() } }
             let base = URL(string: "http://127.0.0.1:\(port)")!
-            var healthy = false
-            for _ in 0..<100 where !healthy {
-                if let (_, response) = try? await URLSession.shared.data(from: base.appendingPathComponent("healthz")),
-                   (response as? HTTPURLResponse)?.statusCode == 200 {
-                    healthy = true
-                } else {
-                    try await Task.sleep(nanoseconds: 100_000_000)
-                }
-            }
-            XCTAssertTrue(healthy, "fer-serve did not come up on port \(port)")
+            try await waitUntilHealthy(base, port: port)
             let (_, wrong) = try await URLSession.shared.data(from: base.appendingPathComponent("v1/classify"))
             XCTAssertEqual((wrong as? HTTPURLResponse)?.statusCode, 405)
             kill(server.processIdentifier, SIGTERM)
@@ -99,5 +81,17 @@ final class ServeBinaryTests: XCTestCase {
             XCTAssertEqual(text.contains("GET /v1/classify 405"), expectLines, text)
             XCTAssertEqual(text.contains("error=GET is not allowed on /v1/classify: use POST"), expectLines, text)
         }
+    }
+
+    /// Polls `/healthz` for up to 10 s until the server answers 200.
+    private func waitUntilHealthy(_ base: URL, port: Int, file: StaticString = #filePath, line: UInt = #line) async throws {
+        for _ in 0..<100 {
+            if let (_, response) = try? await URLSession.shared.data(from: base.appendingPathComponent("healthz")),
+               (response as? HTTPURLResponse)?.statusCode == 200 {
+                return
+            }
+            try await Task.sleep(nanoseconds: 100_000_000)
+        }
+        XCTFail("fer-serve did not come up on port \(port)", file: file, line: line)
     }
 }

@@ -17,7 +17,6 @@ Deterministic (seeded numpy generators, no clock). Writes faces.json and PNGs (l
 Sources/FERFaces/LinearResize.swift and WarpAffine.swift) reproduce cv2 on a random sweep.
 """
 import json
-import math
 import os
 import sys
 
@@ -25,6 +24,9 @@ import cv2
 import numpy as np
 from PIL import Image
 from skimage.transform import SimilarityTransform
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import retinaface  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT = os.path.join(ROOT, "Tests", "Fixtures", "faces")
@@ -37,7 +39,6 @@ TEMPLATES = np.array([
     [[39.516, 49.540], [65.162, 48.598], [71.849, 71.067], [41.167, 94.353], [64.980, 93.643]],
     [[50.225, 49.339], [56.791, 49.477], [74.266, 70.237], [50.875, 92.979], [65.317, 92.262]],
 ])
-LEVELS = ((8, (16, 32)), (16, (64, 128)), (32, (256, 512)))
 
 
 def save_png(name, rgb):
@@ -81,13 +82,7 @@ def best_template(landmarks):
 
 
 def priors(h, w):
-    out = []
-    for step, sizes in LEVELS:
-        for i in range(math.ceil(h / step)):
-            for j in range(math.ceil(w / step)):
-                for s in sizes:
-                    out.append(((j + 0.5) * step / w, (i + 0.5) * step / h, s / w, s / h))
-    return np.array(out, np.float64)
+    return retinaface.priors(h, w).numpy()  # float64, the detector reference's own priors
 
 
 def decode_nms(loc, conf, landm, h, w, scale_x, scale_y, threshold=0.6, iou=0.35):
