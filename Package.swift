@@ -89,6 +89,8 @@ let package = Package(
         // Drawing on raster (PNG) and SVG canvases through Cairo: rectangles, lines, circles, text.
         // Only the executables link it; the runtime library products never do.
         .target(name: "FERDrawing", dependencies: ["CCairo", "FERImage"]),
+        // Labelled test sets (RAF-DB, class folders, CSV/TSV lists) and the metrics papers report on them.
+        .target(name: "FEREvaluation", dependencies: ["FEREngine", "FERImage"]),
         // The HTTP service: routes, metrics and error responses over one shared classifier.
         .target(
             name: "FERServe",
@@ -109,7 +111,7 @@ let package = Package(
         .executableTarget(
             name: "fer-infer",
             dependencies: [
-                "FEREngine", "FERCheckpoint", "FERTensor", "FERImage", "FERRuntime", "FERDrawing",
+                "FEREngine", "FERCheckpoint", "FERTensor", "FERImage", "FERRuntime", "FERDrawing", "FEREvaluation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
@@ -125,11 +127,12 @@ let package = Package(
             dependencies: ["FEREngine", "FERTensor", "FERCheckpoint", "FERKernels", "CAllocationCounter"]),
         .testTarget(name: "FERRuntimeTests", dependencies: ["FERRuntime"]),
         .testTarget(name: "FERDrawingTests", dependencies: ["FERDrawing", "FERImage"]),
+        .testTarget(name: "FEREvaluationTests", dependencies: ["FEREvaluation"]),
         .testTarget(name: "FERFacesTests", dependencies: ["FERFaces", "FERImage", "FERTensor", "FEREngine"]),
         // A C client of the ABI, compiled into the test process.
         .target(name: "CABICheck", path: "Tests/CABICheck"),
         .testTarget(name: "FERCTests", dependencies: ["FERC", "CABICheck", "FERRuntime"]),
-        .testTarget(name: "FerInferTests", dependencies: ["fer-infer", "fer-serve", "FERTensor"]),
+        .testTarget(name: "FerInferTests", dependencies: ["fer-infer", "fer-serve", "FERTensor", "FERImage"]),
         .testTarget(
             name: "FERServeTests",
             dependencies: ["FERServe", .product(name: "HummingbirdTesting", package: "hummingbird")]),

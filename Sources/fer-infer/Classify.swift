@@ -80,7 +80,7 @@ struct Classify: ParsableCommand {
             throw CLIError("\(modelPath): \(error)")
         }
         guard model.outputWidth > 0 else { throw CLIError("\(modelPath): \(ClassifierError.notAClassifier(model.architecture.description))") }
-        let names = try labelNames(for: model)
+        let names = try Classify.labelNames(labels, for: model)
         // Made at the first forward pass, sized to it: a single image never pays for a batch of buffers.
         var classifier: FERClassifier?
         let options = ImageDecodingOptions(maxPixels: maxPixels == 0 ? nil : maxPixels)
@@ -215,8 +215,9 @@ struct Classify: ParsableCommand {
         return paths
     }
 
-    /// Label names for a classifier (`class N` for an embedder's nothing); a count mismatch is a usage error.
-    private func labelNames(for model: FERModel) throws -> [String] {
+    /// Label names for a classifier (`class N` for an embedder's nothing) from a `--labels` choice;
+    /// a count mismatch is a usage error.
+    static func labelNames(_ labels: String?, for model: FERModel) throws -> [String] {
         guard let classes = model.architecture.classCount else { return [] }
         guard let choice = labels else {
             return LabelSet.names(forClasses: classes)
