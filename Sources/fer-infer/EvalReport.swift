@@ -50,7 +50,7 @@ struct EvalReport {
         var out = ""
         func line(_ s: String = "") { out += s + "\n" }
         func percent(_ v: Double) -> String { String(format: "%6.2f%%", v * 100) }
-        line("Model:       \(modelPath) (\(architecture))")
+        line("Model:       \(modelPath), \(architecture)")
         line("Dataset:     \(dataset.root) (\(datasetDescription)): \(dataset.images.count) images")
         line("Classes:     dataset label -> model class")
         for entry in dataset.mapping {
