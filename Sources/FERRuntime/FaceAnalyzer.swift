@@ -190,3 +190,24 @@ public final class FaceAnalyzer: Sendable {
         try analyze(ImageDecoder.decode(bytes: bytes, options: decoding).image)
     }
 }
+
+extension AnalyzedFace {
+    /// The JSON fields `fer-infer --json` and `fer-serve` report for one face: `box`, `score`,
+    /// `landmarks` ([[x, y]] x 5) and the classification's fields (``Classification/jsonFields(labels:)``).
+    public func jsonFields(labels: [String]?) -> [String: Any] {
+        var record = classification.jsonFields(labels: labels)
+        record["box"] = face.box
+        record["score"] = face.score
+        record["landmarks"] = face.landmarks.map { [$0.x, $0.y] }
+        return record
+    }
+}
+
+extension PhotoAnalysis {
+    /// The JSON fields reported for one photo: `width`, `height`, `detector_input` ([width, height]),
+    /// `faces_truncated` and `faces` (``AnalyzedFace/jsonFields(labels:)``, best first).
+    public func jsonFields(labels: [String]?) -> [String: Any] {
+        ["width": width, "height": height, "detector_input": [detectorWidth, detectorHeight],
+         "faces_truncated": truncated, "faces": faces.map { $0.jsonFields(labels: labels) }]
+    }
+}

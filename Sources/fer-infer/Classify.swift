@@ -185,26 +185,18 @@ struct Classify: ParsableCommand {
             if analysis.truncated {
                 FileHandle.standardError.write(Data("fer-infer: \(path): more than \(maxFaces) faces above the threshold; the \(maxFaces) best are reported (--max-faces)\n".utf8))
             }
-            var faces: [[String: Any]] = []
-            for (k, analyzed) in analysis.faces.enumerated() {
+            var record = analysis.jsonFields(labels: names)
+            record["faces"] = analysis.faces.map { face in fields(face.classification, names: names).merging(face.jsonFields(labels: names)) { $1 } }
+            for (k, analyzed) in analysis.faces.enumerated() where !json {
                 let face = analyzed.face
-                var record = fields(analyzed.classification, names: names)
-                record["box"] = face.box
-                record["score"] = face.score
-                record["landmarks"] = face.landmarks.map { [$0.x, $0.y] }
-                faces.append(record)
-                if !json {
-                    let box = face.box.map { String(Int($0.rounded())) }.joined(separator: ",")
-                    print("\(path) face \(k + 1) (\(box)) \(String(format: "%.2f", face.score)): \(summary(analyzed.classification, names: names))")
-                }
+                let box = face.box.map { String(Int($0.rounded())) }.joined(separator: ",")
+                print("\(path) face \(k + 1) (\(box)) \(String(format: "%.2f", face.score)): \(summary(analyzed.classification, names: names))")
             }
             if analysis.faces.isEmpty, !json { print("\(path): no face found") }
             let t = analysis.timing
-            records.append([
-                "input": path, "width": analysis.width, "height": analysis.height, "faces": faces,
-                "detector_input": [analysis.detectorWidth, analysis.detectorHeight], "faces_truncated": analysis.truncated,
-                "timing_ms": ["decode": decodeMs, "detect": t.detect, "align": t.align, "classify": t.classify],
-            ])
+            record["input"] = path
+            record["timing_ms"] = ["decode": decodeMs, "detect": t.detect, "align": t.align, "classify": t.classify]
+            records.append(record)
         }
         func enqueue(_ sample: Sample) throws {
             pending.append(sample)
