@@ -114,13 +114,18 @@ final class PhotoPipelineTests: XCTestCase {
         let c = try Self.load("t1-640")
         let analyzer = try analyzer(detectSize: 640)
         let expected = try analyzer.analyze(c.image).faces.map(\.classification.logits)
-        let results = UnsafeMutableBufferPointer<[[Float]]>.allocate(capacity: 4)
-        defer { results.deallocate() }
-        results.initialize(repeating: [])
-        DispatchQueue.concurrentPerform(iterations: 4) { i in
-            results[i] = (try? analyzer.analyze(c.image).faces.map(\.classification.logits)) ?? []
+        final class Results: @unchecked Sendable {  // appended under `lock`
+            let lock = NSLock()
+            var all: [[[Float]]] = []
         }
-        for r in results { XCTAssertEqual(r, expected) }
+        let results = Results()
+        let image = c.image
+        DispatchQueue.concurrentPerform(iterations: 4) { _ in
+            let logits = (try? analyzer.analyze(image).faces.map(\.classification.logits)) ?? []
+            results.lock.withLock { results.all.append(logits) }
+        }
+        XCTAssertEqual(results.all.count, 4)
+        for r in results.all { XCTAssertEqual(r, expected) }
     }
 
     func testBadDetectorsAndOptionsAreRefused() throws {
