@@ -122,7 +122,7 @@ let package = Package(
         // A C client of the ABI, compiled into the test process.
         .target(name: "CABICheck", path: "Tests/CABICheck"),
         .testTarget(name: "FERCTests", dependencies: ["FERC", "CABICheck", "FERRuntime"]),
-        .testTarget(name: "FerInferTests", dependencies: ["fer-infer", "fer-serve", "FERTensor"]),
+        .testTarget(name: "FerInferTests", dependencies: ["fer-infer", "fer-serve", "FERTensor", "FERImage"]),
         .testTarget(
             name: "FERServeTests",
             dependencies: ["FERServe", .product(name: "HummingbirdTesting", package: "hummingbird")]),

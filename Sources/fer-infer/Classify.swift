@@ -78,7 +78,7 @@ struct Classify: ParsableCommand {
     @Option(name: .customLong("max-faces"), help: "Most faces classified per photo, best first.")
     var maxFaces = FaceDetectionOptions().maxFaces
 
-    @Option(help: "Write each aligned face as DIR/<input stem>_face<k>.png.")
+    @Option(help: "Write each aligned face as DIR/<input stem>_face<k>.png (k from 0, best first; made if missing).")
     var crops: String?
 
     /// The detection options the flags give.
@@ -181,12 +181,43 @@ struct Classify: ParsableCommand {
             } catch { throw CLIError("\(path): \(error)") }
             return analyzer!
         }
+        // --crops: the directory made once; stems already written, so two inputs never share crop names.
+        let cropDirectory = crops.map { FileNames.commandLineBytes(for: [$0])[0] }
+        if let cropDirectory {
+            do { try FileNames.makeDirectory(cropDirectory) } catch { throw CLIError("--crops: \(error)") }
+        }
+        var cropStems: [[UInt8]: String] = [:]
+        /// Writes the aligned faces of `analysis` as DIR/<stem>_face<k>.png; returns their names (nil where not written).
+        func writeCrops(_ analysis: PhotoAnalysis, path: String, raw: [UInt8]) -> [String?] {
+            guard let cropDirectory, !analysis.faces.isEmpty else { return analysis.faces.map { _ in nil } }
+            let stem = FileNames.stem(of: raw)
+            if let other = cropStems[stem], other != path {
+                fail("\(path): its crops would overwrite those of \(other) (same name \(FileNames.display(stem))_face<k>.png in \(crops!)); crops not written")
+                return analysis.faces.map { _ in nil }
+            }
+            cropStems[stem] = path
+            return analysis.faces.enumerated().map { k, face in
+                let file = FileNames.join(cropDirectory, stem + Array("_face\(k).png".utf8))
+                do {
+                    try FileNames.write(try PNGEncoding.encode(face.alignment.image), to: file)
+                    return FileNames.display(file)
+                } catch {
+                    fail("\(path): face \(k + 1): \(error)")
+                    return nil
+                }
+            }
+        }
         func report(_ analysis: PhotoAnalysis, path: String, raw: [UInt8], decodeMs: Double) {
             if analysis.truncated {
                 FileHandle.standardError.write(Data("fer-infer: \(path): more than \(maxFaces) faces above the threshold; the \(maxFaces) best are reported (--max-faces)\n".utf8))
             }
             var record = analysis.jsonFields(labels: names)
-            record["faces"] = analysis.faces.map { face in fields(face.classification, names: names).merging(face.jsonFields(labels: names)) { $1 } }
+            let cropFiles = writeCrops(analysis, path: path, raw: raw)
+            record["faces"] = zip(analysis.faces, cropFiles).map { face, crop in
+                var fields = fields(face.classification, names: names).merging(face.jsonFields(labels: names)) { $1 }
+                if let crop { fields["crop"] = crop }
+                return fields
+            }
             for (k, analyzed) in analysis.faces.enumerated() where !json {
                 let face = analyzed.face
                 let box = face.box.map { String(Int($0.rounded())) }.joined(separator: ",")

@@ -46,3 +46,22 @@ final class FileWritingTests: XCTestCase {
         }
     }
 }
+
+/// PNG writing is lossless: what is encoded decodes to the same bytes, at any size.
+final class PNGEncodingTests: XCTestCase {
+    func testEncodedImagesDecodeToTheSameBytes() throws {
+        var state: UInt32 = 12345
+        for (w, h) in [(1, 1), (112, 112), (37, 5), (3, 200)] {
+            let pixels = (0..<w * h * 3).map { _ -> UInt8 in
+                state = state &* 1_664_525 &+ 1_013_904_223
+                return UInt8(truncatingIfNeeded: state >> 24)
+            }
+            let image = RGBImage(width: w, height: h, pixels: pixels)
+            let png = try PNGEncoding.encode(image)
+            XCTAssertEqual(Array(png.prefix(8)), [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A])
+            let decoded = try ImageDecoder.decode(bytes: png).image
+            XCTAssertEqual([decoded.width, decoded.height], [w, h])
+            XCTAssertEqual(decoded.pixels, pixels, "\(w)x\(h)")
+        }
+    }
+}

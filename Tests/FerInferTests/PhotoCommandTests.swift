@@ -1,3 +1,4 @@
+import FERImage
 import Foundation
 import XCTest
 
@@ -134,5 +135,46 @@ final class PhotoCommandTests: XCTestCase {
         let text = try CLI.run(["bench", "--photo", group, "--iterations", "1", "--warmup", "0"])
         XCTAssertTrue(text.stdout.contains("6 faces"), text.stdout)
         XCTAssertEqual(try CLI.run(["bench", "--photo", "/no/such.jpg"]).status, 1)
+    }
+
+    /// --crops: each aligned face as DIR/<stem>_face<k>.png, the reference's crops within one level on
+    /// average, named in the JSON; two inputs with one stem never overwrite each other; a DIR that
+    /// cannot be made is one clear error.
+    func testCropsAreWrittenAsPNGsEqualToTheReferenceCrops() throws {
+        try requirePhotos()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fer-crops-\(getpid())-\(UUID().uuidString)")
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("crops").path
+        let result = try CLI.run(["--json", "--crops", out, group, cat])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let faces = ((result.json["results"] as? [[String: Any]])?.first?["faces"] as? [[String: Any]]) ?? []
+        XCTAssertEqual(faces.map { $0["crop"] as? String }, (0..<6).map { "\(out)/t1_face\($0).png" })
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: out).sorted(), (0..<6).map { "t1_face\($0).png" })
+        let crops = try Data(contentsOf: CLI.root.appendingPathComponent("Tests/Fixtures/photos/t1-640.crops.npy"))
+        let header = 10 + Int(crops[8]) | Int(crops[9]) << 8
+        let plane = 112 * 112 * 3
+        for k in 0..<6 {
+            let png = try Data(contentsOf: URL(fileURLWithPath: "\(out)/t1_face\(k).png"))
+            XCTAssertEqual(Array(png.prefix(4)), [0x89, 0x50, 0x4E, 0x47])
+            let pixels = try pngPixels(png)
+            let reference = crops[(header + k * plane)..<(header + (k + 1) * plane)]
+            let mean = zip(pixels, reference).reduce(0.0) { $0 + abs(Double($1.0) - Double($1.1)) } / Double(plane)
+            XCTAssertLessThanOrEqual(mean, 1.0, "crop \(k)")
+        }
+        // The same stem from another folder: refused for that input, the first crops stay.
+        let other = dir.appendingPathComponent("t1.jpg")
+        try FileManager.default.copyItem(at: CLI.root.appendingPathComponent(group), to: other)
+        let clash = try CLI.run(["--crops", out, group, other.path])
+        XCTAssertEqual(clash.status, 1)
+        XCTAssertTrue(clash.stderr.contains("would overwrite those of \(group)"), clash.stderr)
+        XCTAssertEqual(clash.stdout.split(separator: "\n").count, 12, "both photos are still reported")
+        let blocked = try CLI.run(["--crops", other.path, group])
+        XCTAssertEqual(blocked.status, 1)
+        XCTAssertTrue(blocked.stderr.contains("--crops") && blocked.stderr.contains("not a directory"), blocked.stderr)
+    }
+
+    /// The RGB bytes of a PNG file.
+    private func pngPixels(_ data: Data) throws -> [UInt8] {
+        try ImageDecoder.decode(bytes: [UInt8](data)).image.pixels
     }
 }
