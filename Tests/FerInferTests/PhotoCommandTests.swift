@@ -137,6 +137,26 @@ final class PhotoCommandTests: XCTestCase {
         XCTAssertEqual(try CLI.run(["bench", "--photo", "/no/such.jpg"]).status, 1)
     }
 
+    /// An embedder (LFN) gives a unit embedding per face, in JSON and as text.
+    func testEmbeddersGiveAnEmbeddingPerFace() throws {
+        try requirePhotos()
+        let model = "Tests/Fixtures/models/lfn/model.pth"
+        let json = try CLI.run(["--json", "--model", model, group])
+        XCTAssertEqual(json.status, 0, json.stderr)
+        let faces = try XCTUnwrap(((json.json["results"] as? [[String: Any]])?.first?["faces"] as? [[String: Any]]))
+        XCTAssertEqual(faces.count, 6)
+        for face in faces {
+            let embedding = try XCTUnwrap(face["embedding"] as? [Double])
+            XCTAssertEqual(embedding.count, 256)
+            XCTAssertEqual(embedding.map { $0 * $0 }.reduce(0, +), 1, accuracy: 1e-4)
+            XCTAssertNil(face["label"])
+            XCTAssertNotNil(face["box"])
+        }
+        let text = try CLI.run(["--model", model, group])
+        XCTAssertTrue(text.stdout.contains("\(group) face 1 ("), text.stdout)
+        XCTAssertTrue(text.stdout.contains("embedding (256 values)"), text.stdout)
+    }
+
     /// --crops: each aligned face as DIR/<stem>_face<k>.png, the reference's crops within one level on
     /// average, named in the JSON; two inputs with one stem never overwrite each other; a DIR that
     /// cannot be made is one clear error.
