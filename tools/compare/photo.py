@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -224,15 +225,20 @@ def pipeline_cmd(args, iterations, warmup):
 
 
 def ours_bench_cmd(args):
-    return [args.fer_infer, "bench", "--model", args.checkpoint, "--photo", args.photo,
-            "--detect-size", str(args.detect_size),
+    return [args.fer_infer, "bench", "--model", args.checkpoint, "--detector", str(DEFAULT_DETECTOR),
+            "--photo", args.photo, "--detect-size", str(args.detect_size),
             "--threads", str(args.threads), "--iterations", str(args.iterations), "--warmup", str(args.warmup),
             "--json"]
 
 
 def ours_cold_cmd(args):
-    return [args.fer_infer, "--model", args.checkpoint, "--threads", str(args.threads),
-            "--detect-size", str(args.detect_size), args.photo]
+    return [args.fer_infer] + ours_photo_options(args) + [args.photo]
+
+
+def ours_photo_options(args):
+    """Model, detector, threads and detector size for `fer-infer [classify]` on a photo."""
+    return ["--model", args.checkpoint, "--detector", str(DEFAULT_DETECTOR), "--threads", str(args.threads),
+            "--detect-size", str(args.detect_size)]
 
 
 def python_cold_cmd(args, json_out=False):
@@ -306,8 +312,8 @@ def pipeline_agreement(args, use_ours):
     if not use_ours:
         log(lines[0])
         return True, lines + [""], ref
-    obj = last_json(run_child([args.fer_infer, "--json", "--model", args.checkpoint, "--threads", str(args.threads),
-                               "--detect-size", str(args.detect_size), args.photo], child_env(args.threads, "ours"))[0])
+    obj = last_json(run_child([args.fer_infer, "--json"] + ours_photo_options(args) + [args.photo],
+                              child_env(args.threads, "ours"))[0])
     record = obj["results"][0] if "results" in obj else obj
     ours = record.get("faces")
     if ours is None:
@@ -353,7 +359,8 @@ def measure(name, args, paths):
 def describe(name, res, r, rounds):
     if "stages" in res:
         s = res["stages"]
-        text = (f"detect_network p50 {s['detect_network']['p50_ms']:8.2f} ms  total p50 {s['total']['p50_ms']:8.2f} ms"
+        text = (f"detect_network p50 {s['detect_network']['p50_ms']:8.2f} ms  "
+                f"total p50 {s['total']['p50_ms']:8.2f} ms"
                 f"  faces {res.get('faces')}")
     else:
         text = f"detect_network p50 {res['detect_network']['p50_ms']:8.2f} ms"
@@ -470,6 +477,17 @@ def cold_table(cold, args):
 # Main
 # ---------------------------------------------------------------------------------------------
 
+def snapshot_binary(fer_infer, cache):
+    """A copy of our binary in the cache, named by its hash, used for the whole run: rebuilding
+    fer-infer during a run then neither fails a measurement ("Text file busy") nor mixes two builds."""
+    target = Path(cache) / f"fer-infer-{file_digest(fer_infer, 12)}"
+    if not target.exists():
+        tmp = target.with_suffix(".tmp")
+        shutil.copy2(fer_infer, tmp)
+        tmp.rename(target)
+    return str(target)
+
+
 def ours_supports_photo(fer_infer):
     """Whether this fer-infer's `bench` has the photo mode (issue 12)."""
     try:
@@ -502,7 +520,8 @@ def main(argv=None):
     parser.add_argument("--photo", help=f"default {DEFAULT_PHOTO.relative_to(REPO)}, else t1.jpg from "
                         f"{INSIGHTFACE_WHEEL.relative_to(REPO)}")
     parser.add_argument("--detect-size", type=int, default=640, help="long side of the detector input (%(default)s)")
-    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="LFNSB-7 checkpoint; default %(default)s")
+    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT),
+                        help="LFNSB checkpoint; default %(default)s")
     parser.add_argument("--fer-infer", default=str(DEFAULT_FER_INFER), help="default %(default)s")
     parser.add_argument("--runtimes", default=",".join(RUNTIMES),
                         help="comma-separated subset of %(default)s (pipeline = PyTorch + OpenCV)")
@@ -540,10 +559,14 @@ def main(argv=None):
             parser.error(f"{args.fer_infer} has no `bench --photo` (issue 12's photo mode): build a newer one, "
                          "pass --fer-infer, or leave `ours` out of --runtimes")
     args.checkpoint = str(Path(args.checkpoint).resolve())
-    args.fer_infer = str(Path(args.fer_infer).resolve())
+    args.fer_infer = os.path.abspath(args.fer_infer)
+    built_from = args.fer_infer
     cache = Path(args.cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
     args.photo = resolve_photo(args.photo, cache)
+    if "ours" in args.runtime_list:
+        args.fer_infer = snapshot_binary(built_from, cache)
+        log(f"ours: {built_from}, run as its copy {args.fer_infer}")
 
     from PIL import Image, UnidentifiedImageError
     try:
@@ -556,13 +579,16 @@ def main(argv=None):
     if {"onnxruntime", "openvino"} & set(args.runtime_list):
         paths["onnx"] = export_detector(str(DEFAULT_DETECTOR), w, h, cache)
 
-    machine, vers = machine_info(), versions(args.fer_infer, ("torch", "onnxruntime", "openvino", "onnx",
+    machine, vers = machine_info(), versions(built_from, ("torch", "onnxruntime", "openvino", "onnx",
                                                                "onnxscript", "numpy", "opencv-python-headless",
                                                                "scikit-image"))
     report = report_header("Whole-photo comparison: detector and pipeline", command, machine, vers)
     report += [f"Photo: `{args.photo}` ({paths['photo_size'][0]}x{paths['photo_size'][1]}); detector input {w}x{h} "
                f"(long side {args.detect_size}); detector `{DEFAULT_DETECTOR}`; classifier `{args.checkpoint}`; "
-               f"ONNX `{paths['onnx'] or '-'}` (torch.onnx.export dynamo=True, static shape)", ""]
+               f"ONNX `{paths['onnx'] or '-'}` (torch.onnx.export dynamo=True, static shape)"
+               + (f"; ours `{built_from}` (run as its copy `{args.fer_infer}`)"
+                  if "ours" in args.runtime_list else ""),
+               ""]
 
     failed, faces = False, None
     if not args.skip_agreement:
