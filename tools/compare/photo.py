@@ -195,7 +195,7 @@ def pipeline_worker(args):
     time_passes(run, args.warmup, 0)
     for values in stages.values():
         values.clear()
-    time_passes(run, 0, args.iterations)      # its own span is `total` plus this closure's bookkeeping
+    time_passes(run, 0, args.iterations)      # its own spans are unused: `total` is timed inside run()
     result = {"runtime": "pipeline", "threads": 1, "iterations": args.iterations, "faces": last["faces"],
               "detector_input": list(last["input"]), "load_ms": timed.load_ms, "peak_rss_mb": peak_rss_mb(),
               "vm_hwm_mb": vm_hwm_mb(), "stages": {name: stage_summary(v) for name, v in stages.items()}}
@@ -207,19 +207,18 @@ def pipeline_worker(args):
 # Driver: agreement
 # ---------------------------------------------------------------------------------------------
 
-def worker_base(args):
-    return [sys.executable, str(Path(__file__).resolve())]
+WORKER = [sys.executable, str(Path(__file__).resolve())]
 
 
 def detector_cmd(runtime, args, paths, iterations, warmup, outputs_out=None):
-    cmd = worker_base(args) + ["detector-worker", "--runtime", runtime, "--input", paths["input"],
+    cmd = WORKER + ["detector-worker", "--runtime", runtime, "--input", paths["input"],
                                "--threads", str(args.threads), "--iterations", str(iterations),
                                "--warmup", str(warmup), "--weights", str(DEFAULT_DETECTOR), "--onnx", paths["onnx"]]
     return cmd + (["--outputs-out", outputs_out] if outputs_out else [])
 
 
 def pipeline_cmd(args, iterations, warmup):
-    return worker_base(args) + ["pipeline-worker", "--photo", args.photo, "--detect-size", str(args.detect_size),
+    return WORKER + ["pipeline-worker", "--photo", args.photo, "--detect-size", str(args.detect_size),
                                 "--iterations", str(iterations), "--warmup", str(warmup),
                                 "--checkpoint", args.checkpoint]
 
@@ -400,8 +399,9 @@ def detector_table(rounds, args, paths):
              "",
              f"Median over {len(rounds)} interleaved rounds of {args.iterations} timed passes (after {args.warmup} "
              "warm-up passes). Ours: `stages.detect_network` of `fer-infer bench --photo` (the network alone, "
-             "from the prepared input to the head outputs); peers: one forward pass of the same network "
-             "(PyTorch eager; ONNX Runtime and OpenVINO on its ONNX export).",
+             "from the prepared input to the head outputs, timed inside whole-photo passes); peers: one forward "
+             "pass of the same network, back to back (PyTorch eager; ONNX Runtime and OpenVINO on its ONNX "
+             "export).",
              "",
              "| runtime | p50 ms | p90 ms | min ms | peak RSS MB | load ms | ours/peer p50 | target "
              "| p50 min–max over rounds |",
@@ -628,6 +628,8 @@ def main(argv=None):
             log(f"note: fer-infer bench reported {sorted(ours_faces)} faces, the PyTorch pipeline {faces}")
             report += [f"**Note:** `fer-infer bench --photo` reported {sorted(ours_faces)} faces, the PyTorch "
                        f"pipeline {faces}.", ""]
+    if args.cold_runs and "pipeline" not in args.runtime_list:
+        log("cold starts skipped: they compare against the Python pipeline (add `pipeline` to --runtimes)")
     if args.cold_runs and "pipeline" in args.runtime_list:
         cold = cold_runs(args)
         lines, results["cold_median_ms"] = cold_table(cold, args)
