@@ -53,6 +53,10 @@ let package = Package(
         .systemLibrary(
             name: "CSpng", pkgConfig: "spng",
             providers: [.apt(["libspng-dev"])]),
+        // Cairo: 2D drawing for the executables' pictures (annotated photos, confusion matrices).
+        .systemLibrary(
+            name: "CCairo", pkgConfig: "cairo",
+            providers: [.apt(["libcairo2-dev"])]),
         // libjpeg-turbo's libjpeg API (jpeglib.h, libjpeg62-turbo-dev), behind a small C shim that catches
         // libjpeg's error_exit with setjmp, which Swift cannot do (see Sources/CJPEG/include/CJPEG.h).
         .target(name: "CJPEG", linkerSettings: [.linkedLibrary("jpeg")]),
@@ -83,6 +87,9 @@ let package = Package(
         .target(name: "FERC", dependencies: ["FERRuntime"], exclude: ["include"]),
         // Face detection geometry: detector input, priors, decoding, NMS, five-point alignment.
         .target(name: "FERFaces", dependencies: ["FERImage", "FERTensor"], swiftSettings: numericSettings),
+        // Drawing on raster (PNG) and SVG canvases through Cairo: rectangles, lines, circles, text.
+        // Only the executables link it; the runtime library products never do.
+        .target(name: "FERDrawing", dependencies: ["CCairo", "FERImage"]),
         // The HTTP service: routes, metrics and error responses over one shared classifier.
         .target(
             name: "FERServe",
@@ -103,7 +110,7 @@ let package = Package(
         .executableTarget(
             name: "fer-infer",
             dependencies: [
-                "FEREngine", "FERCheckpoint", "FERTensor", "FERImage", "FERRuntime",
+                "FEREngine", "FERCheckpoint", "FERTensor", "FERImage", "FERRuntime", "FERDrawing",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
@@ -118,6 +125,7 @@ let package = Package(
             name: "FEREngineTests",
             dependencies: ["FEREngine", "FERTensor", "FERCheckpoint", "FERKernels", "CAllocationCounter"]),
         .testTarget(name: "FERRuntimeTests", dependencies: ["FERRuntime"]),
+        .testTarget(name: "FERDrawingTests", dependencies: ["FERDrawing", "FERImage"]),
         .testTarget(name: "FERFacesTests", dependencies: ["FERFaces", "FERImage", "FERTensor", "FEREngine"]),
         // A C client of the ABI, compiled into the test process.
         .target(name: "CABICheck", path: "Tests/CABICheck"),
