@@ -24,7 +24,8 @@ struct Classify: ParsableCommand {
             without a face says so and is not an error). --json prints per crop input, label, probability,
             labels, logits, probabilities and timing, and per photo input, width, height and faces (box,
             score, landmarks and the same fields per face). --crops DIR writes each aligned face as
-            DIR/<stem>_face<k>.png (k from 0, best first).
+            DIR/<stem>_face<k>.png (k from 0, best first); --annotate DIR writes each photo with its faces'
+            boxes, landmarks and labels drawn as DIR/<stem>.png.
             Exit status: 0 all inputs classified, 1 some inputs failed (each named on stderr; the others
             are still classified, and --json output stays valid), 2 usage errors. A .npy sample holding
             NaN or infinity, or whose outputs overflow, fails alone, named as FILE[SAMPLE].
@@ -33,6 +34,7 @@ struct Classify: ParsableCommand {
               fer-infer face.png
               fer-infer group.jpg
               fer-infer --json --crops crops/ photos/
+              fer-infer --annotate annotated/ group.jpg
               fer-infer --top-k 3 crops/
               fer-infer classify --json --model my-lfnsb.pth --labels affectnet7 a.jpg b.png
               fer-infer classify --batch 32 --threads 2 crops/
@@ -81,6 +83,9 @@ struct Classify: ParsableCommand {
     @Option(help: "Write each aligned face as DIR/<input stem>_face<k>.png (k from 0, best first; made if missing).")
     var crops: String?
 
+    @Option(help: "Write each photo with its faces' boxes, landmarks and labels drawn as DIR/<input stem>.png (made if missing).")
+    var annotate: String?
+
     /// The detection options the flags give.
     var detectionOptions: FaceDetectionOptions {
         FaceDetectionOptions(detectSize: detectSize, threshold: detectThreshold, maxFaces: maxFaces)
@@ -97,7 +102,9 @@ struct Classify: ParsableCommand {
             throw ValidationError("--detect-threshold must be in [0, 1)")
         }
         guard maxFaces >= 1 else { throw ValidationError("--max-faces must be at least 1") }
-        if detect == false, crops != nil { throw ValidationError("--crops needs face detection; drop --no-detect") }
+        if detect == false, crops != nil || annotate != nil {
+            throw ValidationError("--crops and --annotate need face detection; drop --no-detect")
+        }
     }
 
     /// One model input: a preprocessed image, or one sample of a .npy batch.
@@ -207,7 +214,30 @@ struct Classify: ParsableCommand {
                 }
             }
         }
-        func report(_ analysis: PhotoAnalysis, path: String, raw: [UInt8], decodeMs: Double) {
+        let annotateDirectory = annotate.map { FileNames.commandLineBytes(for: [$0])[0] }
+        if let annotateDirectory {
+            do { try FileNames.makeDirectory(annotateDirectory) } catch { throw CLIError("--annotate: \(error)") }
+        }
+        var annotatedStems: [[UInt8]: String] = [:]
+        /// Writes the photo with its faces drawn as DIR/<stem>.png; returns the file's name (nil when not written).
+        func writeAnnotated(_ analysis: PhotoAnalysis, image: RGBImage, path: String, raw: [UInt8]) -> String? {
+            guard let annotateDirectory else { return nil }
+            let stem = FileNames.stem(of: raw)
+            if let other = annotatedStems[stem], other != path {
+                fail("\(path): its annotated copy would overwrite that of \(other) (same name \(FileNames.display(stem)).png in \(annotate!)); not written")
+                return nil
+            }
+            annotatedStems[stem] = path
+            let file = FileNames.join(annotateDirectory, stem + Array(".png".utf8))
+            do {
+                try FileNames.write(try PNGEncoding.encode(try Annotation.draw(analysis, on: image)), to: file)
+                return FileNames.display(file)
+            } catch {
+                fail("\(path): --annotate: \(error)")
+                return nil
+            }
+        }
+        func report(_ analysis: PhotoAnalysis, image: RGBImage, path: String, raw: [UInt8], decodeMs: Double) {
             if analysis.truncated {
                 FileHandle.standardError.write(Data("fer-infer: \(path): more than \(maxFaces) faces above the threshold; the \(maxFaces) best are reported (--max-faces)\n".utf8))
             }
@@ -226,6 +256,7 @@ struct Classify: ParsableCommand {
             if analysis.faces.isEmpty, !json { print("\(path): no face found") }
             let t = analysis.timing
             record["input"] = path
+            if let annotated = writeAnnotated(analysis, image: image, path: path, raw: raw) { record["annotated"] = annotated }
             record["timing_ms"] = ["decode": decodeMs, "detect": t.detect, "align": t.align, "classify": t.classify]
             records.append(record)
         }
@@ -287,7 +318,7 @@ struct Classify: ParsableCommand {
                     fail("\(path): \(error)")
                     continue
                 }
-                report(analysis, path: path, raw: raw, decodeMs: Double(t1 - t0) / 1e6)
+                report(analysis, image: decoded.image, path: path, raw: raw, decodeMs: Double(t1 - t0) / 1e6)
                 continue
             }
             let tensor = Preprocessing.modelInputChannelsLast(decoded.image)

@@ -97,7 +97,7 @@ final class PhotoCommandTests: XCTestCase {
         XCTAssertEqual(faces.map { $0["index"] as? Int }, try reference("t1-320").map { $0["label"] as? Int })
         let strict = try CLI.run(["--detect-threshold", "0.999", group])
         XCTAssertLessThan(strict.stdout.split(separator: "\n").count, 6)
-        for bad in [["--detect-size", "8"], ["--detect-threshold", "1"], ["--max-faces", "0"], ["--no-detect", "--crops", "/tmp"]] {
+        for bad in [["--detect-size", "8"], ["--detect-threshold", "1"], ["--max-faces", "0"], ["--no-detect", "--crops", "/tmp"], ["--no-detect", "--annotate", "/tmp"]] {
             let usage = try CLI.run(bad + [group])
             XCTAssertEqual(usage.status, 2, "\(bad): \(usage.stderr)")
         }
@@ -191,6 +191,39 @@ final class PhotoCommandTests: XCTestCase {
         let blocked = try CLI.run(["--crops", other.path, group])
         XCTAssertEqual(blocked.status, 1)
         XCTAssertTrue(blocked.stderr.contains("--crops") && blocked.stderr.contains("not a directory"), blocked.stderr)
+    }
+
+    /// --annotate: the photo as DIR/<stem>.png, the same size, each face's box drawn in its class's
+    /// colour with a tag of that colour above it, everything away from the faces untouched; a photo
+    /// without faces is written unchanged.
+    func testAnnotatedPhotosShowEveryFace() throws {
+        try requirePhotos()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fer-annotate-\(getpid())-\(UUID().uuidString)")
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let result = try CLI.run(["--json", "--annotate", dir.path, group, cat])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let records = try XCTUnwrap(result.json["results"] as? [[String: Any]])
+        XCTAssertEqual(records.map { $0["annotated"] as? String }, [dir.path + "/t1.png", dir.path + "/chelsea.png"])
+        let original = try ImageDecoder.decode(path: CLI.root.appendingPathComponent(group).path).image
+        let drawn = try ImageDecoder.decode(path: dir.path + "/t1.png").image
+        XCTAssertEqual([drawn.width, drawn.height], [original.width, original.height])
+        func pixel(_ image: RGBImage, _ x: Int, _ y: Int) -> [UInt8] { Array(image.pixels[(y * image.width + x) * 3..<(y * image.width + x) * 3 + 3]) }
+        // Box colours, one per class (fer-infer's Annotation.palette).
+        let palette: [[UInt8]] = [[0xE6, 0x19, 0x4B], [0x3C, 0xB4, 0x4B], [0x43, 0x63, 0xD8], [0xF5, 0x82, 0x31],
+                                  [0x91, 0x1E, 0xB4], [0x42, 0xD4, 0xF4], [0xF0, 0x32, 0xE6], [0xBF, 0xEF, 0x45]]
+        let faces = try XCTUnwrap(records[0]["faces"] as? [[String: Any]])
+        XCTAssertEqual(faces.count, 6)
+        for face in faces {
+            let box = (face["box"] as! [Double])
+            let color = palette[(face["index"] as! Int) % palette.count]
+            let midY = Int((box[1] + box[3]) / 2)
+            XCTAssertEqual(pixel(drawn, Int(box[0].rounded(.down)), midY), color, "left edge of \(box)")
+            XCTAssertEqual(pixel(drawn, Int(box[2].rounded(.down)), midY), color, "right edge of \(box)")
+            XCTAssertEqual(pixel(drawn, Int(box[0]) + 2, max(0, Int(box[1]) - 8)), color, "tag above \(box)")
+        }
+        for (x, y) in [(640, 800), (10, 870), (1270, 600)] { XCTAssertEqual(pixel(drawn, x, y), pixel(original, x, y), "(\(x), \(y))") }
+        let catOriginal = try ImageDecoder.decode(path: CLI.root.appendingPathComponent(cat).path).image
+        XCTAssertEqual(try ImageDecoder.decode(path: dir.path + "/chelsea.png").image.pixels, catOriginal.pixels)
     }
 
     /// The RGB bytes of a PNG file.
