@@ -125,12 +125,13 @@ private func publish(_ c: Classification, _ out: UnsafeMutablePointer<OpaquePoin
     return okStatus
 }
 
-/// Makes a `fer_model *` from a classifier, or NULL with the error named after `source`.
-private func makeModel(_ source: String, _ load: () throws -> FERClassifier) -> OpaquePointer? {
+/// Makes a handle (`fer_model *`, `fer_analyzer *`) owning what `load` makes, or NULL with the error
+/// named after `source`.
+private func makeHandle(_ source: String, _ load: () throws -> AnyObject) -> OpaquePointer? {
     do {
-        let classifier = try load()
+        let object = try load()
         setError("")
-        return OpaquePointer(Unmanaged.passRetained(CModel(classifier)).toOpaque())
+        return OpaquePointer(Unmanaged.passRetained(object).toOpaque())
     } catch {
         setError("\(source): \(error)")
         return nil
@@ -141,13 +142,13 @@ private func makeModel(_ source: String, _ load: () throws -> FERClassifier) -> 
 public func fer_model_load(_ path: UnsafePointer<CChar>?) -> OpaquePointer? {
     guard let path else { setError("fer_model_load: path is NULL"); return nil }
     let name = String(cString: path)
-    return makeModel(name) { try FERClassifier(contentsOf: name, maxBatch: 1) }
+    return makeHandle(name) { CModel(try FERClassifier(contentsOf: name, maxBatch: 1)) }
 }
 
 @_cdecl("fer_model_load_bytes")
 public func fer_model_load_bytes(_ bytes: UnsafePointer<UInt8>?, _ length: Int) -> OpaquePointer? {
     guard let bytes, length > 0 else { setError("fer_model_load_bytes: no bytes"); return nil }
-    return makeModel("<memory>") { try FERClassifier(bytes: Array(UnsafeBufferPointer(start: bytes, count: length)), maxBatch: 1) }
+    return makeHandle("<memory>") { CModel(try FERClassifier(bytes: Array(UnsafeBufferPointer(start: bytes, count: length)), maxBatch: 1)) }
 }
 
 @_cdecl("fer_model_free")
@@ -272,16 +273,11 @@ public func fer_analyzer_new(_ pointer: OpaquePointer?, _ detectorPath: UnsafePo
         setError("fer_analyzer_new: \(error)")
         return nil
     }
-    do {
+    return makeHandle(path) {
         // The faces of one photo are classified together: a classifier over the same model with room for a few.
         let c = m.classifier
         let classifier = try FERClassifier(model: c.model, labels: c.labels, maxBatch: 8, threads: 1)
-        let made = try FaceAnalyzer(detector: try FERModel(contentsOf: path), classifier: classifier, options: options)
-        setError("")
-        return OpaquePointer(Unmanaged.passRetained(CAnalyzer(made)).toOpaque())
-    } catch {
-        setError("\(path): \(error)")
-        return nil
+        return CAnalyzer(try FaceAnalyzer(detector: try FERModel(contentsOf: path), classifier: classifier, options: options))
     }
 }
 

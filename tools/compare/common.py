@@ -294,3 +294,20 @@ def report_header(title, command, machine, vers):
                      "OMP_NUM_THREADS = MKL_NUM_THREADS = their thread count, fer-infer sets its own.")
     lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in vers.items())]
     return lines
+
+
+def finish(report, args, command, machine, vers, results, failed):
+    """Prints the report, writes it to --markdown and every measurement to --json; exit status 2
+    when a runtime disagreed (the timings were taken anyway because of --allow-disagreement)."""
+    text = "\n".join(report)
+    print(text)
+    if args.markdown:
+        Path(args.markdown).write_text(text + "\n")
+        log(f"wrote {args.markdown}")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps({"command": command, "machine": machine, "versions": vers,
+                                                   "results": results}, indent=1))
+    if failed:
+        log("DISAGREEMENT (see above); the timings were taken anyway because of --allow-disagreement")
+        return 2
+    return 0

@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import (DEFAULT_CACHE, DEFAULT_FER_INFER, REPO, child_env, file_digest, fmt, interleaved_rounds,
+from common import (finish, DEFAULT_CACHE, DEFAULT_FER_INFER, REPO, child_env, file_digest, fmt, interleaved_rounds,
                     last_json, log, machine_info, onnx_export, ort_session, ov_config, peak_rss_mb, report_header,
                     run_child, time_passes, timing_summary, torch_threads, versions, vm_hwm_mb)
 
@@ -405,18 +405,7 @@ def main(argv=None):
                   "runtimes it includes the interpreter and numpy. Load ms: ours = import + fold + pack "
                   "of the checkpoint; PyTorch = build + torch.load + load_state_dict; ONNX Runtime = "
                   "InferenceSession; OpenVINO = read_model + reshape + compile_model (imports excluded).")
-    text = "\n".join(report)
-    print(text)
-    if args.markdown:
-        Path(args.markdown).write_text(text + "\n")
-        log(f"wrote {args.markdown}")
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps({"command": command, "machine": machine, "versions": vers,
-                                                   "results": all_results}, indent=1))
-    if failed:
-        log("DISAGREEMENT (see above); the timings were taken anyway because of --allow-disagreement")
-        return 2
-    return 0
+    return finish(report, args, command, machine, vers, all_results, failed)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from common import (DEFAULT_CACHE, DEFAULT_FER_INFER, REPO, child_env, file_digest, fmt, interleaved_rounds,
+from common import (finish, DEFAULT_CACHE, DEFAULT_FER_INFER, REPO, child_env, file_digest, fmt, interleaved_rounds,
                     last_json, log, machine_info, median_of, onnx_export, ort_session, ov_config, peak_rss_mb,
                     ratio, report_header, run_child, stage_summary, time_passes, torch_threads, versions,
                     vm_hwm_mb)
@@ -641,18 +641,7 @@ def main(argv=None):
                   "the interpreter, numpy and their runtime. Load ms: PyTorch = build + torch.load + "
                   "load_state_dict; ONNX Runtime = InferenceSession; OpenVINO = read_model + compile_model; ours = "
                   "as `fer-infer bench` reports it (imports excluded everywhere).")
-    text = "\n".join(report)
-    print(text)
-    if args.markdown:
-        Path(args.markdown).write_text(text + "\n")
-        log(f"wrote {args.markdown}")
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps({"command": command, "machine": machine, "versions": vers,
-                                                   "results": results}, indent=1))
-    if failed:
-        log("DISAGREEMENT (see above); the timings were taken anyway because of --allow-disagreement")
-        return 2
-    return 0
+    return finish(report, args, command, machine, vers, results, failed)
 
 
 if __name__ == "__main__":
