@@ -105,18 +105,23 @@ public enum PackedGEMM {
         let blockRows = max(tileRows, blockBytes / (4 * k) / tileRows * tileRows)
         var i0 = 0
         while i0 < m {
-            let i1 = min(m, i0 + blockRows)
+            // A last block under one tile joins the one before it.
+            let i1 = m - (i0 + blockRows) < tileRows ? m : i0 + blockRows
             for j in panels {
                 let cols = min(w, b.n - j * w)
                 let panel = b.values + j * k * w
                 let e = Epilogue(bias: b.bias + j * w, slopes: slopes + j * w, cols: cols, accumulate: accumulate, kind: epilogue)
                 var i = i0
-                while i + tileRows <= i1 {
+                // Seven rows left run as 4 + 3: a lone last row would be one chain of dependent FMAs.
+                while i + tileRows <= i1 && i1 - i != tileRows + 1 {
                     tile(rows: 6, k: k, a: a + i * lda, lda: lda, panel: panel, c: c + i * ldc + j * w, ldc: ldc, e)
                     i += tileRows
                 }
                 let (ap, cp) = (a + i * lda, c + i * ldc + j * w)
                 switch i1 - i {
+                case 7:
+                    tile(rows: 4, k: k, a: ap, lda: lda, panel: panel, c: cp, ldc: ldc, e)
+                    tile(rows: 3, k: k, a: ap + 4 * lda, lda: lda, panel: panel, c: cp + 4 * ldc, ldc: ldc, e)
                 case 5: tile(rows: 5, k: k, a: ap, lda: lda, panel: panel, c: cp, ldc: ldc, e)
                 case 4: tile(rows: 4, k: k, a: ap, lda: lda, panel: panel, c: cp, ldc: ldc, e)
                 case 3: tile(rows: 3, k: k, a: ap, lda: lda, panel: panel, c: cp, ldc: ldc, e)
