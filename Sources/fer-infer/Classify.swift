@@ -10,24 +10,25 @@ struct Classify: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Classify faces in photos and face crops (or embed them, for LFN/MFN models).",
         discussion: """
-            Inputs are PNG or JPEG images, directories (the .png/.jpg/.jpeg images inside them), or NumPy
+            Inputs are PNG or JPEG images, directories (the .png/.jpg/.jpeg images inside them), or NumPy \
             .npy float32 arrays shaped [N,3,112,112] or [3,112,112] that are already normalised.
 
-            An image of exactly 112x112 is taken as an aligned face crop and classified as it is. Any other
-            image is a photo: RetinaFace (--detector, default \(DefaultModel.detectorRelativePath)) finds
-            every face on the photo shrunk to --detect-size, each face is aligned to 112x112 on its five
-            landmarks as the LFNSB authors did, and classified. --detect and --no-detect force either way
+            An image of exactly 112x112 is taken as an aligned face crop and classified as it is. Any other \
+            image is a photo: RetinaFace (--detector, default \(DefaultModel.detectorRelativePath)) finds \
+            every face on the photo shrunk to --detect-size, each face is aligned to 112x112 on its five \
+            landmarks as the LFNSB authors did, and classified. --detect and --no-detect force either way \
             (--no-detect resizes the whole image to 112x112 as the authors' evaluation transform does, with a note).
 
-            Output: one line per crop with the top label and its probability (--top-k for more), or one line
-            per face (`photo.jpg face 1 (x1,y1,x2,y2) 0.99: Happiness 0.830`, best face first; a photo
-            without a face says so and is not an error). --json prints per crop input, label, probability,
-            labels, logits, probabilities and timing, and per photo input, width, height and faces (box,
-            score, landmarks and the same fields per face). --crops DIR writes each aligned face as
-            DIR/<stem>_face<k>.png (k from 0, best first); --annotate DIR writes each photo with its faces'
+            Output: one line per crop with the top label and its probability (--top-k for more), or one line \
+            per face (`photo.jpg face 1 (x1,y1,x2,y2) 0.99: Happiness 0.830`, best face first; a photo \
+            without a face says so and is not an error). --json prints per crop input, label, probability, \
+            labels, logits, probabilities and timing, and per photo input, width, height and faces (box, \
+            score, landmarks and the same fields per face). --crops DIR writes each aligned face as \
+            DIR/<stem>_face<k>.png (k from 0, best first); --annotate DIR writes each photo with its faces' \
             boxes, landmarks and labels drawn as DIR/<stem>.png.
-            Exit status: 0 all inputs classified, 1 some inputs failed (each named on stderr; the others
-            are still classified, and --json output stays valid), 2 usage errors. A .npy sample holding
+
+            Exit status: 0 all inputs classified, 1 some inputs failed (each named on stderr; the others \
+            are still classified, and --json output stays valid), 2 usage errors. A .npy sample holding \
             NaN or infinity, or whose outputs overflow, fails alone, named as FILE[SAMPLE].
 
             Examples:
