@@ -28,7 +28,7 @@ let package = Package(
     products: [
         .library(
             name: "FERRuntime",
-            targets: ["FERRuntime", "FERTensor", "FERCheckpoint", "FERKernels", "FEREngine", "FERImage"]),
+            targets: ["FERRuntime", "FERTensor", "FERCheckpoint", "FERKernels", "FEREngine", "FERImage", "FERFaces"]),
         .executable(name: "fer-infer", targets: ["fer-infer"]),
         .executable(name: "fer-serve", targets: ["fer-serve"]),
         // libfer.so: the C ABI (header Sources/FERC/include/fer.h; tools/install-c-library).
@@ -80,8 +80,9 @@ let package = Package(
         .target(
             name: "FERImage", dependencies: ["FERTensor", "CSpng", "CJPEG"],
             swiftSettings: numericSettings),
-        // The embedding API: one import, a shareable classifier for pixels, encoded images and tensors.
-        .target(name: "FERRuntime", dependencies: ["FEREngine", "FERImage", "FERTensor", "FERCheckpoint"]),
+        // The embedding API: one import, a shareable classifier for pixels, encoded images and tensors,
+        // and the whole-photo face analyzer (detect, align, classify).
+        .target(name: "FERRuntime", dependencies: ["FEREngine", "FERImage", "FERTensor", "FERCheckpoint", "FERFaces"]),
         // The C ABI over FERRuntime: status codes and per-thread messages, no Swift error crosses it.
         .target(name: "FERC", dependencies: ["FERRuntime"], exclude: ["include"]),
         // Face detection geometry: detector input, priors, decoding, NMS, five-point alignment.
