@@ -29,8 +29,11 @@ struct Eval: ParsableCommand {
             and line, never a guess.
 
             Images of 112x112 are used as they are; others are resized to 112x112 with PIL's bilinear
-            filter, as the authors' evaluation does (the report says how many). Unreadable images are
-            listed on stderr and counted in the report; --strict makes the first one fatal.
+            filter, as the authors' evaluation does, or, with --detect, replaced by their largest face:
+            RetinaFace (--detector) on the image shrunk to --detect-size, the face aligned to 112x112 on
+            its five landmarks as the LFNSB authors did (the report says how many of each). Unreadable
+            images, and with --detect images without a face, are listed on stderr and counted in the
+            report; --strict makes the first one fatal.
 
             Exit status: 0 report written (unreadable images included, counted), 1 the model, the
             dataset or an output file failed (one line on stderr), or --strict met an unreadable image,
@@ -66,6 +69,18 @@ struct Eval: ParsableCommand {
     @Option(help: "Write the misclassified images (true and predicted labels, probabilities) to this TSV file.")
     var errors: String?
 
+    @Flag(help: "Images that are not 112x112: classify their largest face (found by RetinaFace, aligned on its landmarks) instead of resizing the whole image.")
+    var detect = false
+
+    @Option(help: "Face detector for --detect (RetinaFace checkpoint). Default: \(DefaultModel.detectorRelativePath).")
+    var detector: String?
+
+    @Option(name: .customLong("detect-size"), help: "Long side of the detector input (--detect); larger images are shrunk to it, never enlarged.")
+    var detectSize = FaceDetectionOptions().detectSize
+
+    @Option(name: .customLong("detect-threshold"), help: "Minimum face score (--detect), in [0, 1).")
+    var detectThreshold = FaceDetectionOptions().threshold
+
     @Flag(help: "Stop at the first unreadable image (exit status 1) instead of counting it.")
     var strict = false
 
@@ -95,6 +110,11 @@ struct Eval: ParsableCommand {
         guard RAFDBSplit(rawValue: split) != nil else {
             throw ValidationError("--split must be test or train; '\(split)' is neither")
         }
+        guard detectSize >= 16 else { throw ValidationError("--detect-size must be at least 16") }
+        guard detectThreshold.isFinite, detectThreshold >= 0, detectThreshold < 1 else {
+            throw ValidationError("--detect-threshold must be in [0, 1)")
+        }
+        if !detect, detector != nil { throw ValidationError("--detector is for --detect") }
         if let plot, !([".png", ".svg"].contains { plot.lowercased().hasSuffix($0) }) {
             throw ValidationError("--plot \(plot): the picture must be a .png or .svg file")
         }
@@ -118,13 +138,24 @@ struct Eval: ParsableCommand {
             throw CLIError(error.description)
         }
         let classifier = try FERClassifier(model: model, labels: names, maxBatch: batch, threads: threads)
+        var analyzer: FaceAnalyzer?
+        if detect {
+            let path: String
+            do { path = try DefaultModel.resolveDetector(detector) } catch { throw CLIError("\(error)") }
+            do {
+                analyzer = try FaceAnalyzer(
+                    detector: try FERModel(contentsOf: path), classifier: classifier,
+                    options: FaceDetectionOptions(detectSize: detectSize, threshold: detectThreshold), threads: threads)
+            } catch { throw CLIError("\(path): \(error)") }
+        }
         let pipeline = EvalPipeline(images: data.images, batchSize: batch, decodeThreads: decodeThreads,
-                                    options: ImageDecodingOptions(maxPixels: maxPixels == 0 ? nil : maxPixels))
+                                    options: ImageDecodingOptions(maxPixels: maxPixels == 0 ? nil : maxPixels),
+                                    analyzer: analyzer)
 
         var progress = ProgressBar(total: data.images.count, enabled: !json && ProgressBar.stderrIsTerminal)
         var predictions = [Classification?](repeating: nil, count: data.images.count)
         var failures: [(index: Int, message: String)] = []
-        var resized = 0, done = 0
+        var resized = 0, detected = 0, done = 0
         func warn(_ message: String) {
             progress.finish()
             FileHandle.standardError.write(Data("fer-infer: \(message)\n".utf8))
@@ -138,6 +169,7 @@ struct Eval: ParsableCommand {
                 warn(message)
             }
             resized += decoded.resized
+            detected += decoded.detected
             if !decoded.indices.isEmpty {
                 let input = Tensor(shape: [decoded.indices.count] + ModelInput.channelsLastShape, data: decoded.input)
                 for (index, outcome) in zip(decoded.indices, try classifier.classifyEach(channelsLast: input)) {
@@ -166,7 +198,8 @@ struct Eval: ParsableCommand {
                                             predictions: evaluated.map { predictions[$0]!.index! })
         let report = EvalReport(
             modelPath: modelPath, architecture: model.architecture.description, dataset: data, classNames: names,
-            metrics: metrics, predictions: predictions, failures: failures, resized: resized, seconds: seconds,
+            metrics: metrics, predictions: predictions, failures: failures, resized: resized, detected: detected,
+            detectFaces: detect, seconds: seconds,
             batch: batch, threads: threads)
 
         if let errors {

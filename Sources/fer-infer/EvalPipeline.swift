@@ -7,7 +7,7 @@ import Foundation
 
 /// The buffers the decoding threads of one batch write, each thread its own elements.
 private struct SharedBuffers: @unchecked Sendable {
-    let slots: UnsafeMutableBufferPointer<Result<(resized: Bool, notes: [String]), EvalFailure>?>
+    let slots: UnsafeMutableBufferPointer<Result<(prepared: EvalPipeline.Preparation, notes: [String]), EvalFailure>?>
     let outputs: UnsafeMutableBufferPointer<Float>
 }
 
@@ -21,8 +21,10 @@ struct EvalFailure: Error {
 /// with `overlap` false, decodes each batch just before classifying it.
 ///
 /// Decoding a batch is spread over `decodeThreads` threads. Each batch's input is one contiguous
-/// channel-last buffer `[n, 112, 112, 3]`, normalised; images of another size are resized first with
-/// PIL's bilinear arithmetic (``Preprocessing/modelInputChannelsLast(_:)``).
+/// channel-last buffer `[n, 112, 112, 3]`, normalised. 112x112 images are used as they are; others
+/// are resized with PIL's bilinear arithmetic (``Preprocessing/modelInputChannelsLast(_:)``), as the
+/// authors' evaluation does, or, given a face analyzer, replaced by their largest face found by
+/// RetinaFace and aligned to 112x112 on its landmarks (an image without a face fails).
 final class EvalPipeline: @unchecked Sendable {
     // Safety of @unchecked Sendable: `slots` and `finished` are only touched under `condition`.
 
@@ -33,20 +35,29 @@ final class EvalPipeline: @unchecked Sendable {
         var input: [Float] = []
         var failures: [(Int, String)] = []
         var resized = 0
+        var detected = 0
         var notes: [String] = []
+    }
+
+    /// What was done to an image to make it a 112x112 input.
+    enum Preparation: Sendable {
+        case asIs, resized, detected
     }
 
     private let images: [LabelledImage]
     private let batchSize: Int
     private let decodeThreads: Int
     private let options: ImageDecodingOptions
+    private let analyzer: FaceAnalyzer?
     private let lookahead = 2
     private let condition = NSCondition()
     private var slots: [Batch] = []
     private var finished = false
 
-    init(images: [LabelledImage], batchSize: Int, decodeThreads: Int, options: ImageDecodingOptions) {
+    init(images: [LabelledImage], batchSize: Int, decodeThreads: Int, options: ImageDecodingOptions,
+         analyzer: FaceAnalyzer? = nil) {
         self.images = images
+        self.analyzer = analyzer
         self.batchSize = batchSize
         self.decodeThreads = decodeThreads
         self.options = options
@@ -93,6 +104,11 @@ final class EvalPipeline: @unchecked Sendable {
         }
     }
 
+    /// The area of a box [x1, y1, x2, y2].
+    private static func area(_ box: [Double]) -> Double {
+        box.count == 4 ? max(0, box[2] - box[0]) * max(0, box[3] - box[1]) : 0
+    }
+
     /// Decodes images start..<start+batchSize.
     private func decode(_ start: Int) -> Batch {
         let end = min(start + batchSize, images.count)
@@ -101,7 +117,7 @@ final class EvalPipeline: @unchecked Sendable {
         // Each image decodes into its own slot; the slots are then packed in order.
         let outputs = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * plane)
         defer { outputs.deallocate() }
-        var results = [Result<(resized: Bool, notes: [String]), EvalFailure>?](repeating: nil, count: count)
+        var results = [Result<(prepared: Preparation, notes: [String]), EvalFailure>?](repeating: nil, count: count)
         results.withUnsafeMutableBufferPointer { slots in
             // Each decoding thread writes only its own images' slots.
             let shared = SharedBuffers(slots: slots, outputs: outputs)
@@ -112,7 +128,22 @@ final class EvalPipeline: @unchecked Sendable {
                     shared.slots[i] = .failure(EvalFailure(message: "\(error)"))
                     return
                 }
-                let tensor = Preprocessing.modelInputChannelsLast(decoded.image)
+                var input = decoded.image
+                var preparation = decoded.needsResize ? Preparation.resized : .asIs
+                if decoded.needsResize, let analyzer = self.analyzer {
+                    do {
+                        guard let face = try analyzer.detect(decoded.image).faces.max(by: { Self.area($0.box) < Self.area($1.box) }) else {
+                            shared.slots[i] = .failure(EvalFailure(message: "\(image.displayPath): no face found (--detect)"))
+                            return
+                        }
+                        input = try FaceAlignment.align(decoded.image, landmarks: face.landmarks).image
+                        preparation = .detected
+                    } catch {
+                        shared.slots[i] = .failure(EvalFailure(message: "\(image.displayPath): face detection failed: \(error)"))
+                        return
+                    }
+                }
+                let tensor = Preprocessing.modelInputChannelsLast(input)
                 let target = UnsafeMutableBufferPointer(rebasing: shared.outputs[i * plane..<(i + 1) * plane])
                 _ = target.initialize(from: tensor.data)
                 // Resized images are reported as a count, not one note each.
@@ -120,7 +151,7 @@ final class EvalPipeline: @unchecked Sendable {
                     if case .resizedToModelInput = $0.kind { return false }
                     return true
                 }.map(\.description)
-                shared.slots[i] = .success((decoded.needsResize, notes))
+                shared.slots[i] = .success((preparation, notes))
             }
             if decodeThreads > 1 && count > 1 {
                 let chunks = min(decodeThreads, count)
@@ -142,7 +173,11 @@ final class EvalPipeline: @unchecked Sendable {
             case .success(let decoded):
                 batch.indices.append(start + i)
                 batch.input.append(contentsOf: UnsafeBufferPointer(rebasing: outputs[i * plane..<(i + 1) * plane]))
-                if decoded.resized { batch.resized += 1 }
+                switch decoded.prepared {
+                case .asIs: break
+                case .resized: batch.resized += 1
+                case .detected: batch.detected += 1
+                }
                 batch.notes += decoded.notes
             case .failure(let failure):
                 batch.failures.append((start + i, failure.message))

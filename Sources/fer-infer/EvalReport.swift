@@ -16,6 +16,10 @@ struct EvalReport {
     let failures: [(index: Int, message: String)]
     /// Evaluated images that were not 112x112 and were resized.
     let resized: Int
+    /// Evaluated images that were not 112x112 and were replaced by their largest face (--detect).
+    let detected: Int
+    /// True with --detect: images that are not 112x112 go through the face detector.
+    let detectFaces: Bool
     let seconds: Double
     let batch: Int
     let threads: Int
@@ -27,8 +31,11 @@ struct EvalReport {
     }
 
     private var inputsDescription: String {
-        "\(metrics.sampleCount - resized) used as they are (112x112), \(resized) resized to 112x112 with PIL's "
-            + "bilinear filter as the authors' evaluation does"
+        let asIs = "\(metrics.sampleCount - resized - detected) used as they are (112x112), "
+        if detectFaces {
+            return asIs + "\(detected) replaced by their largest face (RetinaFace, aligned to 112x112 on its landmarks)"
+        }
+        return asIs + "\(resized) resized to 112x112 with PIL's bilinear filter as the authors' evaluation does"
     }
 
     var plotTitle: String {
@@ -57,7 +64,8 @@ struct EvalReport {
             line("             \(entry.datasetLabel) -> \(entry.modelClass) \(entry.modelName)\(entry.rule == "index" ? " (index)" : "")")
         }
         line("Inputs:      \(inputsDescription)")
-        line("Unreadable:  \(failures.count)" + (failures.isEmpty ? "" : " (listed on stderr and in --json)"))
+        line((detectFaces ? "Unreadable or without a face: " : "Unreadable:  ") + "\(failures.count)"
+             + (failures.isEmpty ? "" : " (listed on stderr and in --json)"))
         line()
         line("Accuracy           \(percent(metrics.accuracy))  (\(metrics.correct)/\(metrics.sampleCount))")
         line("Balanced accuracy  \(percent(metrics.balancedAccuracy))")
@@ -102,7 +110,7 @@ struct EvalReport {
             "class_mapping": dataset.mapping.map {
                 ["dataset_label": $0.datasetLabel, "class": $0.modelClass, "name": $0.modelName, "rule": $0.rule] as [String: Any]
             },
-            "evaluated": metrics.sampleCount, "correct": metrics.correct, "resized": resized,
+            "evaluated": metrics.sampleCount, "correct": metrics.correct, "resized": resized, "detected": detected,
             "unreadable": failures.map { ["path": dataset.images[$0.index].displayPath, "error": $0.message] },
             "accuracy": metrics.accuracy, "balanced_accuracy": metrics.balancedAccuracy, "macro_f1": metrics.macroF1,
             "per_class": metrics.perClass.map {

@@ -245,6 +245,61 @@ final class EvalCommandTests: XCTestCase {
         XCTAssertEqual(bad.status, 2, "a plot that is neither .png nor .svg is a usage error")
     }
 
+    // MARK: --detect
+
+    func testDetectClassifiesTheLargestFaceOfImagesThatAreNotCrops() throws {
+        let photo = CLI.root.appendingPathComponent(".downloads/photos/astronaut.png").path
+        let cat = CLI.root.appendingPathComponent(".downloads/photos/chelsea.png").path
+        guard FileManager.default.fileExists(atPath: photo), FileManager.default.fileExists(atPath: cat) else {
+            throw XCTSkip("run tools/setup: .downloads/photos/astronaut.png and chelsea.png are missing")
+        }
+        let crop = CLI.root.appendingPathComponent(fixtures + "/rafdb/Image/aligned/test_0001_aligned.jpg").path
+        try "\(photo),Happiness\n\(crop),Fear\n\(cat),Anger\n".write(toFile: directory + "/l.csv", atomically: true, encoding: .utf8)
+
+        // The photo pipeline's result for the astronaut's largest (only) face, and the crop as it is.
+        let reference = try CLI.run(["--json", "--detect", photo])
+        let faces = try XCTUnwrap(((reference.json["results"] as? [[String: Any]])?.first?["faces"]) as? [[String: Any]])
+        let largest = try XCTUnwrap(faces.max { area($0["box"]) < area($1["box"]) })
+        let cropReference = try CLI.run(["--json", crop])
+        let cropResult = try XCTUnwrap((cropReference.json["results"] as? [[String: Any]])?.first)
+
+        let result = try CLI.run(["eval", "--json", "--detect", directory + "/l.csv"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let json = result.json
+        XCTAssertEqual(json["detected"] as? Int, 1)
+        XCTAssertEqual(json["resized"] as? Int, 0)
+        let predictions = (json["predictions"] as? [[String: Any]]) ?? []
+        XCTAssertEqual(predictions.count, 2)
+        XCTAssertEqual(predictions.first?["predicted"] as? Int, largest["index"] as? Int)
+        XCTAssertEqual(double(predictions.first?["probability"]), double(largest["probability"]), accuracy: 1e-6)
+        XCTAssertEqual(predictions.last?["predicted"] as? Int, cropResult["index"] as? Int, "a 112x112 crop is used as it is")
+        XCTAssertEqual(double(predictions.last?["probability"]), double(cropResult["probability"]), accuracy: 1e-6)
+        // The cat has no face: listed and counted, or fatal with --strict.
+        let unreadable = (json["unreadable"] as? [[String: Any]]) ?? []
+        XCTAssertEqual(unreadable.compactMap { $0["path"] as? String }, [cat])
+        XCTAssertEqual(result.stderr, "fer-infer: \(cat): no face found (--detect)\n")
+        let text = try CLI.run(["eval", "--detect", directory + "/l.csv"])
+        XCTAssertTrue(text.stdout.contains("1 used as they are (112x112), 1 replaced by their largest face"), text.stdout)
+        let strict = try CLI.run(["eval", "--detect", "--strict", directory + "/l.csv"])
+        XCTAssertEqual(strict.status, 1)
+        XCTAssertEqual(strict.stderr, "fer-infer: \(cat): no face found (--detect) (--strict)\n")
+
+        // Without --detect the photo is resized whole, as the authors' evaluation does.
+        let resized = try CLI.run(["eval", "--json", directory + "/l.csv"])
+        XCTAssertEqual(resized.json["resized"] as? Int, 2)
+        XCTAssertEqual(resized.json["detected"] as? Int, 0)
+        let whole = try CLI.run(["--json", "--no-detect", photo])
+        let wholeResult = try XCTUnwrap((whole.json["results"] as? [[String: Any]])?.first)
+        let first = ((resized.json["predictions"] as? [[String: Any]]) ?? []).first
+        XCTAssertEqual(first?["predicted"] as? Int, wholeResult["index"] as? Int)
+        XCTAssertEqual(double(first?["probability"]), double(wholeResult["probability"]), accuracy: 1e-6)
+    }
+
+    private func area(_ box: Any?) -> Double {
+        guard let b = (box as? [NSNumber])?.map(\.doubleValue), b.count == 4 else { return -1 }
+        return (b[2] - b[0]) * (b[3] - b[1])
+    }
+
     // MARK: Unreadable images
 
     func testUnreadableImagesAreListedAndCountedOrFatalWithStrict() throws {
