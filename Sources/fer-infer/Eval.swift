@@ -10,34 +10,35 @@ struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure a classifier on a labelled test set, as papers report it.",
         discussion: """
-            Reads a labelled dataset, classifies every image and reports top-1 accuracy, balanced
-            accuracy (mean per-class recall, as AffectNet results use), macro F1, per-class precision,
-            recall and support, the confusion matrix (counts and row-normalised) and images/s. The
-            metrics follow scikit-learn's definitions (a ratio with a zero denominator is 0; macro F1
-            averages the classes that occur as a true or a predicted class).
+            Reads a labelled dataset, classifies every image and reports top-1 accuracy, balanced accuracy \
+            (mean per-class recall, as AffectNet results use), macro F1, per-class precision, recall and \
+            support, the confusion matrix (counts and row-normalised) and images/s. The metrics follow \
+            scikit-learn's definitions (a ratio with a zero denominator is 0; macro F1 averages the classes \
+            that occur as a true or a predicted class).
 
             Layouts (detected; --layout to choose):
-              rafdb    RAF-DB basic: EmoLabel/list_patition_label.txt (lines 'test_0001.jpg 5', labels
-                       1..7 in RAF-DB order) and Image/aligned/test_0001_aligned.jpg; --split test|train
-              folders  one folder of images per class (AffectNet exports, torchvision ImageFolder);
-                       folder names are class indices (0-based) or class names
-              list     a CSV or TSV file of 'path,label' lines (optional header 'path,label'), label as
-                       index or name, paths relative to the file
-            Names match the model's class names (--labels) in any case, with happy, sad, angry,
-            surprised, fearful and disgusted taken for Happiness, Sadness, Anger, Surprise, Fear and
-            Disgust; the mapping is printed. A label that maps to no class is an error naming the file
-            and line, never a guess.
+              rafdb    RAF-DB basic: EmoLabel/list_patition_label.txt (lines 'test_0001.jpg 5', labels \
+            1..7 in RAF-DB order) and Image/aligned/test_0001_aligned.jpg; --split test|train
+              folders  one folder of images per class (AffectNet exports, torchvision ImageFolder); \
+            folder names are class indices (0-based) or class names
+              list     a CSV or TSV file of 'path,label' lines (optional header 'path,label'), label as \
+            index or name, paths relative to the file
 
-            Images of 112x112 are used as they are; others are resized to 112x112 with PIL's bilinear
-            filter, as the authors' evaluation does, or, with --detect, replaced by their largest face:
-            RetinaFace (--detector) on the image shrunk to --detect-size, the face aligned to 112x112 on
-            its five landmarks as the LFNSB authors did (the report says how many of each). Unreadable
-            images, and with --detect images without a face, are listed on stderr and counted in the
-            report; --strict makes the first one fatal.
+            Names match the model's class names (--labels) in any case, with happy, sad, angry, surprised, \
+            fearful and disgusted taken for Happiness, Sadness, Anger, Surprise, Fear and Disgust; the \
+            mapping is printed. A label that maps to no class is an error naming the file and line, never \
+            a guess.
 
-            Exit status: 0 report written (unreadable images included, counted), 1 the model, the
-            dataset or an output file failed (one line on stderr), or --strict met an unreadable image,
-            2 usage errors.
+            Images of 112x112 are used as they are; others are resized to 112x112 with PIL's bilinear \
+            filter, as the authors' evaluation does, or, with --detect, replaced by their largest face: \
+            RetinaFace (--detector) on the image shrunk to --detect-size, the face aligned to 112x112 on its \
+            five landmarks as the LFNSB authors did (the report says how many of each). Unreadable images, \
+            and with --detect images without a face, are listed on stderr and counted in the report; \
+            --strict makes the first one fatal. A progress bar shows on stderr when it is a terminal \
+            (never with --json).
+
+            Exit status: 0 report written (unreadable images included, counted), 1 the model, the dataset \
+            or an output file failed (one line on stderr), or --strict met an unreadable image, 2 usage errors.
 
             Examples:
               fer-infer eval --model lfnsb-rafdb.pth --plot confusion.png RAF-DB/basic
