@@ -42,6 +42,21 @@ public struct AnalyzedFace: Sendable {
     public let classification: Classification
 }
 
+/// What the detector found in one photo.
+public struct FaceDetection: Sendable {
+    /// Faces in descending score order, at most ``FaceDetectionOptions/maxFaces``.
+    public let faces: [Face]
+    /// True when more faces were above the threshold than ``FaceDetectionOptions/maxFaces``.
+    public let truncated: Bool
+    /// The detector input's size (the photo shrunk to ``FaceDetectionOptions/detectSize``).
+    public let detectorWidth: Int
+    public let detectorHeight: Int
+    /// Detector input, network and decoding with NMS, in milliseconds.
+    public let milliseconds: Double
+    /// The network alone (part of ``milliseconds``).
+    public let networkMilliseconds: Double
+}
+
 /// The faces of one photo, best first.
 public struct PhotoAnalysis: Sendable {
     /// The photo's size in pixels.
@@ -128,10 +143,8 @@ public final class FaceAnalyzer: Sendable {
         try self.init(detector: try FERModel(contentsOf: path), classifier: classifier, options: options, threads: threads)
     }
 
-    /// The faces in `image`, best first, at most ``FaceDetectionOptions/maxFaces`` of them, and whether
-    /// there were more; with the detector input's size and the times taken.
-    public func detect(_ image: RGBImage) throws -> (faces: [Face], truncated: Bool, inputWidth: Int, inputHeight: Int,
-                                                      milliseconds: Double, networkMilliseconds: Double) {
+    /// The faces in `image` (see ``FaceDetection``).
+    public func detect(_ image: RGBImage) throws -> FaceDetection {
         let t0 = DispatchTime.now().uptimeNanoseconds
         let prepared = try DetectorInput.prepare(image, maxSide: options.detectSize)
         let (faces, truncated, networkNs): ([Face], Bool, UInt64) = try sessions.withSession(height: prepared.height, width: prepared.width) { session in
@@ -149,7 +162,8 @@ public final class FaceAnalyzer: Sendable {
             return (found.faces, found.truncated, networkNs)
         }
         let ms = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
-        return (faces, truncated, prepared.width, prepared.height, ms, Double(networkNs) / 1e6)
+        return FaceDetection(faces: faces, truncated: truncated, detectorWidth: prepared.width, detectorHeight: prepared.height,
+                             milliseconds: ms, networkMilliseconds: Double(networkNs) / 1e6)
     }
 
     /// Detects, aligns and classifies every face of `image` (see ``detect(_:)``).
@@ -179,7 +193,7 @@ public final class FaceAnalyzer: Sendable {
             AnalyzedFace(face: detection.faces[$0], alignment: aligned[$0], classification: classifications[$0])
         }
         return PhotoAnalysis(
-            width: image.width, height: image.height, detectorWidth: detection.inputWidth, detectorHeight: detection.inputHeight,
+            width: image.width, height: image.height, detectorWidth: detection.detectorWidth, detectorHeight: detection.detectorHeight,
             faces: faces, truncated: detection.truncated,
             timing: .init(detect: detection.milliseconds, detectNetwork: detection.networkMilliseconds,
                           align: Double(t2 - t1) / 1e6, classify: Double(t3 - t2) / 1e6))
