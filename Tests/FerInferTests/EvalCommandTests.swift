@@ -300,6 +300,21 @@ final class EvalCommandTests: XCTestCase {
         return (b[2] - b[0]) * (b[3] - b[1])
     }
 
+    func testModelsWithoutClassesAndBadFlagsAreRefused() throws {
+        for model in ["Tests/Fixtures/models/lfn/model.pth", "weights/retinaface-mobilenet0.25.pth"] {
+            let result = try CLI.run(["eval", "--model", model, fixtures + "/list.csv"])
+            XCTAssertEqual(result.status, 1, model)
+            XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
+            XCTAssertTrue(result.stderr.hasPrefix("fer-infer: \(model): ") && result.stderr.contains("eval needs a classifier"),
+                          result.stderr)
+        }
+        for flags in [["--layout", "imagenet"], ["--split", "val"], ["--batch", "0"], ["--detector", "x.pth"],
+                      ["--detect-threshold", "1"]] {
+            let result = try CLI.run(["eval"] + flags + [fixtures + "/list.csv"])
+            XCTAssertEqual(result.status, 2, "\(flags): \(result.stderr)")
+        }
+    }
+
     // MARK: Unreadable images
 
     func testUnreadableImagesAreListedAndCountedOrFatalWithStrict() throws {
