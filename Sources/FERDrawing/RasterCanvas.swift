@@ -87,18 +87,12 @@ public final class RasterCanvas: Canvas {
     /// drawing call failed.
     public func writePNG(to path: String) throws(DrawingError) {
         try checkStatus(operation: "drawing", path: path)
-        let sink = try FileSink(path: path)
-        let status = cairo_surface_write_to_png_stream(surface, FileSink.writeFunction, sink.closure)
-        guard status == CAIRO_STATUS_SUCCESS else {
-            let reason = sink.writeFailure
-            sink.discard()
-            if let reason { throw .cannotWrite(path: path, reason: reason) }
-            throw .cairo(operation: "writing PNG", path: path, status: Canvas.string(status))
+        // One PNG writer for the project: the pixels through FERImage's encoder, the file written whole.
+        let png: [UInt8]
+        do { png = try PNGEncoding.encode(try image()) } catch let error as DrawingError { throw error } catch {
+            throw .cairo(operation: "writing PNG", path: path, status: "\(error)")
         }
-        do { try sink.close() } catch {
-            sink.discard()
-            throw error
-        }
+        do { try FileNames.write(png, to: Array(path.utf8)) } catch { throw .cannotWrite(path: path, reason: error.reason) }
     }
 
     private static func makeSurface(width: Int, height: Int) throws(DrawingError) -> OpaquePointer {
