@@ -66,6 +66,16 @@ final class ExecutionPlan: @unchecked Sendable {
     struct ConvolutionStep {
         let input: Int, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, activation: Activation
         let kernel: Int, stride: Int, padding: Int, cin: Int, cout: Int, accumulate: Bool
+        /// The matrix product's kernel, chosen per shape when the plan is made (``GEMMChoice``).
+        let gemm: GEMMChoice
+    }
+    /// Which kernel runs a convolution's matrix product.
+    enum GEMMChoice {
+        /// OpenBLAS `sgemm` on the folded weights, then bias and activation in a second pass.
+        case blas
+        /// ``PackedGEMM`` on weights packed at load, bias and `epilogue` applied in its epilogue;
+        /// `activation`, when not nil, runs as a second pass (h_swish, sigmoid).
+        case packed(PackedWeights, epilogue: PackedEpilogue, activation: Activation?)
     }
     struct DepthwiseStep {
         let input: Int, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, activation: Activation
@@ -73,9 +83,8 @@ final class ExecutionPlan: @unchecked Sendable {
     }
     struct AttentionStep {
         let pooled: Int, rows: Int, columns: Int, channels: Int, hidden: Int
-        let conv1: UnsafePointer<Float>, bias1: UnsafePointer<Float>
-        let conv2: UnsafePointer<Float>, bias2: UnsafePointer<Float>
-        let conv3: UnsafePointer<Float>, bias3: UnsafePointer<Float>
+        /// conv1 `(channels, hidden)`, conv2 and conv3 `(hidden, channels)`, packed with their biases.
+        let conv1: PackedWeights, conv2: PackedWeights, conv3: PackedWeights
     }
     struct ChannelConvolutionStep {
         let input: Int, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, outputs: Int, positions: Int, kernel: Int
@@ -84,7 +93,9 @@ final class ExecutionPlan: @unchecked Sendable {
     /// Largest arena one image may need (floats): a bound on what a hostile graph or a huge input can ask for.
     static let arenaLimit = 1 << 31
 
-    init(graph: ModelGraph, weights: FoldedParameters, height: Int, width: Int) throws {
+    /// - Parameter packing: where the packed copies of the convolutions' weights are made and
+    ///   kept (one per model, shared by its plans).
+    init(graph: ModelGraph, weights: FoldedParameters, packing: WeightPacking, height: Int, width: Int) throws {
         self.graph = graph
         self.height = height
         self.width = width
@@ -151,6 +162,7 @@ final class ExecutionPlan: @unchecked Sendable {
                 }
                 guard let wshape = weights.location(c.weight)?.shape, wshape.count == 4 else { throw fail(index, "missing weight '\(c.weight)' [k, k, cin, cout]") }
                 let cout = wshape[3]
+                guard cout >= 1 else { throw fail(index, "convolution with \(cout) output channels") }
                 let w = try weight(c.weight, [c.kernel, c.kernel, x.channels, cout])
                 output = ActivationShape(height: Im2col.outputSize(x.height, kernel: c.kernel, stride: c.stride, pad: c.padding),
                                          width: Im2col.outputSize(x.width, kernel: c.kernel, stride: c.stride, pad: c.padding), channels: cout)
@@ -159,11 +171,33 @@ final class ExecutionPlan: @unchecked Sendable {
                     scratchSizes.append((output.height * output.width * c.kernel * c.kernel * x.channels, index))
                     scratch = scratchSizes.count - 1
                 }
+                let bias = try c.bias.map { try weight($0, [cout]) }
+                let act = try activation(c.activation, slope: c.slope, channels: cout)
+                let inner = c.kernel * c.kernel * x.channels
+                var gemm = GEMMChoice.blas
+                if GEMMChoice.packedWins(rows: output.height * output.width, inner: inner, columns: cout) {
+                    let (epilogue, after): (PackedEpilogue, Activation?) = switch act {
+                    case .identity: (.identity, nil)
+                    case .relu: (.relu, nil)
+                    case .leakyRelu(let s): (.leakyRelu(s), nil)
+                    case .prelu: (.prelu, nil)
+                    case .hardSwish, .sigmoid: (.identity, act)
+                    }
+                    var slopes: UnsafePointer<Float>? = nil
+                    if case .prelu(let s) = act { slopes = s }
+                    let key = [c.weight, c.bias ?? "", c.slope ?? "", "\(inner)x\(cout)"].joined(separator: "\u{1}")
+                    let packed = packing.packed(key) {
+                        PackedWeights(b: w, k: inner, n: cout, ldb: cout, bias: bias, slopes: slopes)
+                    }
+                    gemm = .packed(packed, epilogue: epilogue, activation: after)
+                }
                 work = .convolution(ConvolutionStep(
-                    input: op.inputs[0], weight: w, bias: try c.bias.map { try weight($0, [cout]) },
-                    activation: try activation(c.activation, slope: c.slope, channels: cout),
-                    kernel: c.kernel, stride: c.stride, padding: c.padding, cin: x.channels, cout: cout, accumulate: c.accumulate))
-                label = (lowered ? "\(c.kernel)x\(c.kernel) conv (im2col + GEMM)" : (x.height * x.width == 1 ? "linear" : "1x1 GEMM"))
+                    input: op.inputs[0], weight: w, bias: bias, activation: act,
+                    kernel: c.kernel, stride: c.stride, padding: c.padding, cin: x.channels, cout: cout, accumulate: c.accumulate,
+                    gemm: gemm))
+                let product: String
+                if case .packed = gemm { product = "packed GEMM" } else { product = "GEMM" }
+                label = (lowered ? "\(c.kernel)x\(c.kernel) conv (im2col + \(product))" : (x.height * x.width == 1 ? "linear" : "1x1 \(product)"))
                     + Self.suffix(c.activation)
                 if c.accumulate { label += " + residual" }
                 if c.accumulate && shapes[op.output] == nil { throw fail(index, "accumulates into tensor \(op.output) before anything writes it") }
@@ -230,11 +264,18 @@ final class ExecutionPlan: @unchecked Sendable {
                 scratchSizes.append(((map.height + map.width) * hidden, index))
                 scratch = scratchSizes.count - 1
                 output = pooled
+                guard hidden >= 1 else { throw fail(index, "attention with \(hidden) hidden channels") }
+                // The gates' products are small and thin (hidden is 8 to 32): the packed kernel's
+                // 6-row tiles keep twelve FMA chains going where one row at a time would wait on one.
+                func packed(_ w: String, _ b: String, _ k: Int, _ n: Int) throws -> PackedWeights {
+                    let (wp, bp) = (try weight(w, [k, n]), try weight(b, [n]))
+                    return packing.packed([w, b, "\(k)x\(n)"].joined(separator: "\u{1}")) { PackedWeights(b: wp, k: k, n: n, ldb: n, bias: bp, slopes: nil) }
+                }
                 work = .attention(AttentionStep(
                     pooled: op.inputs[0], rows: map.height, columns: map.width, channels: c, hidden: hidden,
-                    conv1: try weight(a.conv1Weight, [c, hidden]), bias1: try weight(a.conv1Bias, [hidden]),
-                    conv2: try weight(a.conv2Weight, [hidden, c]), bias2: try weight(a.conv2Bias, [c]),
-                    conv3: try weight(a.conv3Weight, [hidden, c]), bias3: try weight(a.conv3Bias, [c])))
+                    conv1: try packed(a.conv1Weight, a.conv1Bias, c, hidden),
+                    conv2: try packed(a.conv2Weight, a.conv2Bias, hidden, c),
+                    conv3: try packed(a.conv3Weight, a.conv3Bias, hidden, c)))
                 label = "attention gates"
             case .gate, .gateMap:
                 try inputs(2)

@@ -17,6 +17,9 @@ final class Workspace {
     let buffers: [UnsafeMutablePointer<Float>]
     /// Per-stage timing while set.
     var profile: StageProfile?
+    /// Threads one pass may use (BLAS threads splitting one image's products); with more than one,
+    /// convolutions run on OpenBLAS, which splits them.
+    var threads = 1
 
     init(plan: ExecutionPlan, batch: Int) {
         self.plan = plan
@@ -71,8 +74,15 @@ extension ExecutionPlan {
                              kernel: c.kernel, stride: c.stride, pad: c.padding, columns: ws.buffers[scratch])
                 a = UnsafePointer(ws.buffers[scratch])
             }
-            GEMM.multiply(m: rows, n: c.cout, k: k, a: a, lda: k, b: c.weight, ldb: c.cout, c: out, ldc: c.cout, accumulate: c.accumulate)
-            Elementwise.biasActivation(out, rows: rows, cols: c.cout, ld: c.cout, bias: c.bias, activation: c.activation)
+            switch c.gemm {
+            case .packed(let packed, let epilogue, let after) where ws.threads == 1:
+                PackedGEMM.multiply(m: rows, a: a, lda: k, b: packed, c: out, ldc: c.cout, accumulate: c.accumulate, epilogue: epilogue)
+                if let after { Elementwise.biasActivation(out, rows: rows, cols: c.cout, ld: c.cout, bias: nil, activation: after) }
+            default:
+                // OpenBLAS, also when one image runs on several threads (its threads split the product).
+                GEMM.multiply(m: rows, n: c.cout, k: k, a: a, lda: k, b: c.weight, ldb: c.cout, c: out, ldc: c.cout, accumulate: c.accumulate)
+                Elementwise.biasActivation(out, rows: rows, cols: c.cout, ld: c.cout, bias: c.bias, activation: c.activation)
+            }
         case .depthwise(let d):
             var g = d.geometry
             g.batch = n
@@ -173,15 +183,15 @@ extension ExecutionPlan {
     ) {
         let (h, w, c, mip) = (a.rows, a.columns, a.channels, a.hidden)
         let positions = h + w
-        GEMM.multiply(m: n * positions, n: mip, k: c, a: pooled, lda: c, b: a.conv1, ldb: mip, c: hidden, ldc: mip)
-        Elementwise.biasActivation(hidden, rows: n * positions, cols: mip, ld: mip, bias: a.bias1, activation: .hardSwish)
+        // Biases in the products' epilogues; h_swish and sigmoid as second passes.
+        PackedGEMM.multiply(m: n * positions, a: pooled, lda: c, b: a.conv1, c: hidden, ldc: mip, accumulate: false, epilogue: .identity)
+        Elementwise.biasActivation(hidden, rows: n * positions, cols: mip, ld: mip, bias: nil, activation: .hardSwish)
         for b in 0..<n {
             let hid = hidden + b * positions * mip
             let g = gates + b * positions * c
-            GEMM.multiply(m: h, n: c, k: mip, a: hid, lda: mip, b: a.conv2, ldb: c, c: g, ldc: c)
-            Elementwise.biasActivation(g, rows: h, cols: c, ld: c, bias: a.bias2, activation: .sigmoid)
-            GEMM.multiply(m: w, n: c, k: mip, a: hid + h * mip, lda: mip, b: a.conv3, ldb: c, c: g + h * c, ldc: c)
-            Elementwise.biasActivation(g + h * c, rows: w, cols: c, ld: c, bias: a.bias3, activation: .sigmoid)
+            PackedGEMM.multiply(m: h, a: hid, lda: mip, b: a.conv2, c: g, ldc: c, accumulate: false, epilogue: .identity)
+            PackedGEMM.multiply(m: w, a: hid + h * mip, lda: mip, b: a.conv3, c: g + h * c, ldc: c, accumulate: false, epilogue: .identity)
+            Elementwise.biasActivation(g, rows: positions, cols: c, ld: c, bias: nil, activation: .sigmoid)
         }
     }
 

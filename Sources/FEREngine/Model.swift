@@ -19,6 +19,8 @@ public final class FERModel: @unchecked Sendable {
     public let originalParameterCount: Int?
     /// The plan at the model's own input size (112x112 for the classifiers).
     let defaultPlan: ExecutionPlan
+    /// Packed copies of the convolutions' weights, shared by every plan.
+    let packing = WeightPacking()
     private let lock = NSLock()
     private var plans: [[Int]: ExecutionPlan] = [:]
 
@@ -34,7 +36,7 @@ public final class FERModel: @unchecked Sendable {
         self.graph = graph
         self.originalParameterCount = originalParameterCount
         let size = (graph.inputHeight ?? FERModel.defaultDetectionSize, graph.inputWidth ?? FERModel.defaultDetectionSize)
-        defaultPlan = try ExecutionPlan(graph: graph, weights: folded, height: size.0, width: size.1)
+        defaultPlan = try ExecutionPlan(graph: graph, weights: folded, packing: packing, height: size.0, width: size.1)
         plans[[size.0, size.1]] = defaultPlan
         let used = Set(graph.operations.flatMap(\.weightNames))
         let unused = folded.names.filter { !used.contains($0) }
@@ -64,7 +66,7 @@ public final class FERModel: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         if let plan = plans[[height, width]] { return plan }
-        let plan = try ExecutionPlan(graph: graph, weights: folded, height: height, width: width)
+        let plan = try ExecutionPlan(graph: graph, weights: folded, packing: packing, height: height, width: width)
         // A detector sees many photo sizes; keep the cache bounded.
         if plans.count >= 64 { plans = [[defaultPlan.height, defaultPlan.width]: defaultPlan] }
         plans[[height, width]] = plan
@@ -258,9 +260,11 @@ public final class InferenceSession {
         }
         if used == 1 {
             BLASThreads.set(threads)
+            workers[0].threads = threads
             runWorker(0)
         } else {
             BLASThreads.set(1)
+            for w in workers { w.threads = 1 }
             // Each iteration touches only its own workspace and its own rows of the results.
             let job = UncheckedSendable(runWorker)
             DispatchQueue.concurrentPerform(iterations: used) { job.value($0) }

@@ -97,9 +97,21 @@ public enum Depthwise {
                     pixel(g, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi)
                     ox += 1
                 }
-                while ox + 4 <= interiorEnd {
-                    fourPixels(g, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi)
-                    ox += 4
+                if g.kernelWidth == 3 && g.stride == 1 {
+                    while ox + 4 <= interiorEnd {
+                        fourPixels3(stride: 1, g, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi)
+                        ox += 4
+                    }
+                } else if g.kernelWidth == 3 && g.stride == 2 {
+                    while ox + 4 <= interiorEnd {
+                        fourPixels3(stride: 2, g, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi)
+                        ox += 4
+                    }
+                } else {
+                    while ox + 4 <= interiorEnd {
+                        fourPixels(g, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi)
+                        ox += 4
+                    }
                 }
                 while ox < ow {
                     pixel(g, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi)
@@ -121,17 +133,26 @@ public enum Depthwise {
         let out = outRow + ox * cs
         let vectorEnd = nc & ~7
         var c = 0
+        // Two accumulators (even and odd kernel rows) halve the chain of dependent FMAs.
         while c < vectorEnd {
-            var acc = SIMD8<Float>(repeating: 0)
+            var acc = SIMD8<Float>(repeating: 0), odd = acc
             if let bias { acc = loadVector(bias + c) }
-            for ky in kyLo..<kyHi {
-                let row = inImage + ((iy0 + ky) * g.width + ix0) * cs + c
-                let wrow = weights + ky * kw * nc + c
+            var ky = kyLo
+            while ky + 2 <= kyHi {
+                let row = inImage + ((iy0 + ky) * g.width + ix0) * cs + c, next = row + g.width * cs
+                let wrow = weights + ky * kw * nc + c, wnext = wrow + kw * nc
                 for kx in kxLo..<kxHi {
                     acc.addProduct(loadVector(wrow + kx * nc), loadVector(row + kx * cs))
+                    odd.addProduct(loadVector(wnext + kx * nc), loadVector(next + kx * cs))
                 }
+                ky += 2
             }
-            storeVector(acc, out + c)
+            if ky < kyHi {
+                let row = inImage + ((iy0 + ky) * g.width + ix0) * cs + c
+                let wrow = weights + ky * kw * nc + c
+                for kx in kxLo..<kxHi { acc.addProduct(loadVector(wrow + kx * nc), loadVector(row + kx * cs)) }
+            }
+            storeVector(acc + odd, out + c)
             c += 8
         }
         scalarTail(g, inImage, weights, bias, out, from: c, ix0: ix0, iy0: iy0, kyLo: kyLo, kyHi: kyHi, kxLo: kxLo, kxHi: kxHi)
@@ -208,6 +229,54 @@ public enum Depthwise {
         for i in 0..<4 where c < nc {
             scalarTail(g, inImage, weights, bias, out + i * cs, from: c, ix0: ix0 + i * g.stride, iy0: iy0,
                        kyLo: kyLo, kyHi: kyHi, kxLo: 0, kxHi: kw)
+        }
+    }
+
+    /// ``fourPixels(_:_:_:_:_:ox:iy0:kyLo:kyHi:)`` for a kernel 3 wide at stride 1 or 2 (a constant
+    /// where inlined): the three taps of a kernel row unrolled, each input vector loaded once
+    /// for every output pixel that reads it (6 loads for 4 pixels at stride 1, 9 at stride 2).
+    @inline(__always)
+    private static func fourPixels3(
+        stride s: Int, _ g: DepthwiseGeometry, _ inImage: UnsafePointer<Float>, _ weights: UnsafePointer<Float>,
+        _ bias: UnsafePointer<Float>?, _ outRow: UnsafeMutablePointer<Float>, ox: Int, iy0: Int, kyLo: Int, kyHi: Int
+    ) {
+        let cs = g.channelStride, nc = g.channels
+        let ix0 = ox * s - g.padLeft
+        let out = outRow + ox * cs
+        let vectorEnd = nc & ~7
+        var c = 0
+        while c < vectorEnd {
+            var a0 = SIMD8<Float>(repeating: 0)
+            if let bias { a0 = loadVector(bias + c) }
+            var (a1, a2, a3) = (a0, a0, a0)
+            for ky in kyLo..<kyHi {
+                let p = inImage + ((iy0 + ky) * g.width + ix0) * cs + c
+                let wp = weights + ky * 3 * nc + c
+                let w0 = loadVector(wp), w1 = loadVector(wp + nc), w2 = loadVector(wp + 2 * nc)
+                let x0 = loadVector(p), x1 = loadVector(p + cs), x2 = loadVector(p + 2 * cs)
+                let x3 = loadVector(p + 3 * cs), x4 = loadVector(p + 4 * cs)
+                if s == 1 {
+                    let x5 = loadVector(p + 5 * cs)
+                    a0.addProduct(w0, x0); a1.addProduct(w0, x1); a2.addProduct(w0, x2); a3.addProduct(w0, x3)
+                    a0.addProduct(w1, x1); a1.addProduct(w1, x2); a2.addProduct(w1, x3); a3.addProduct(w1, x4)
+                    a0.addProduct(w2, x2); a1.addProduct(w2, x3); a2.addProduct(w2, x4); a3.addProduct(w2, x5)
+                } else {
+                    let x5 = loadVector(p + 5 * cs), x6 = loadVector(p + 6 * cs)
+                    let x7 = loadVector(p + 7 * cs), x8 = loadVector(p + 8 * cs)
+                    a0.addProduct(w0, x0); a1.addProduct(w0, x2); a2.addProduct(w0, x4); a3.addProduct(w0, x6)
+                    a0.addProduct(w1, x1); a1.addProduct(w1, x3); a2.addProduct(w1, x5); a3.addProduct(w1, x7)
+                    a0.addProduct(w2, x2); a1.addProduct(w2, x4); a2.addProduct(w2, x6); a3.addProduct(w2, x8)
+                }
+            }
+            storeVector(a0, out + c)
+            storeVector(a1, out + cs + c)
+            storeVector(a2, out + 2 * cs + c)
+            storeVector(a3, out + 3 * cs + c)
+            c += 8
+        }
+        for i in 0..<4 where c < nc {
+            scalarTail(g, inImage, weights, bias, out + i * cs, from: c, ix0: ix0 + i * s, iy0: iy0,
+                       kyLo: kyLo, kyHi: kyHi, kxLo: 0, kxHi: 3)
         }
     }
 

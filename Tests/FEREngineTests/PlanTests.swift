@@ -147,6 +147,29 @@ final class PlanTests: XCTestCase {
         XCTAssertEqual(try lfnsb.makeSession(batch: 1, height: 128, width: 128).inputSize.width, 128)
     }
 
+    func testThePlanRecordsTheProductKernelChosenPerShapeAndBothKernelsAgree() throws {
+        let model = try FERModel(contentsOf: Fixtures.root.appendingPathComponent("weights/lfnsb7-seeded.pth").path)
+        let session = model.makeSession(batch: 1)
+        let labels = session.steps.map(\.label)
+        // Every LFNSB convolution has at least 64 output channels: all run the packed kernel.
+        XCTAssertEqual(labels.filter { $0.hasPrefix("1x1 packed GEMM + PReLU") }.count, 34, "\(labels)")
+        XCTAssertEqual(labels.first, "3x3 conv (im2col + packed GEMM)")
+        XCTAssertFalse(labels.contains { $0.contains("x1 GEMM") || $0.contains("+ GEMM)") }, "\(labels)")
+        // RetinaFace's stem writes 8 channels over 320x320 pixels: OpenBLAS wins there, and keeps it.
+        let detector = try retinaFace().makeSession(batch: 1, height: 640, width: 640)
+        XCTAssertEqual(detector.steps.first?.label, "3x3 conv (im2col + GEMM) + LeakyReLU")
+        XCTAssertTrue(detector.steps.dropFirst().contains { $0.label == "1x1 packed GEMM + LeakyReLU" })
+
+        // One image on two threads runs OpenBLAS (its threads split the products); on one thread,
+        // the packed kernel. The two agree.
+        let image = Array(try Fixtures.input("random-b2").data.prefix(3 * 112 * 112))
+        let two = model.makeSession(batch: 1, threads: 2)
+        try image.withUnsafeBufferPointer { try session.run(nchw: $0, batch: 1) }
+        try image.withUnsafeBufferPointer { try two.run(nchw: $0, batch: 1) }
+        let (packed, blas) = (Tensor(shape: [7], data: Array(session.outputs)), Tensor(shape: [7], data: Array(two.outputs)))
+        XCTAssertLessThanOrEqual(relativeError(packed, blas), 1e-5, "\(packed.data) against \(blas.data)")
+    }
+
     // MARK: Memory planner
 
     func testLiveBuffersNeverOverlapInAnyFixturePlan() throws {

@@ -1,0 +1,43 @@
+import FERKernels
+import Foundation
+
+/// The packed copies of a model's convolution weights (``PackedWeights``), made once, the first
+/// time a plan asks for them, and shared by every plan of the model (one per input size).
+final class WeightPacking: @unchecked Sendable {
+    // @unchecked: `packed` is only touched under `lock`.
+    private let lock = NSLock()
+    private var packed: [String: PackedWeights] = [:]
+
+    /// The weights packed under `key` (the names of the weight, bias and slopes), packing them with
+    /// `make` the first time.
+    func packed(_ key: String, _ make: () -> PackedWeights) -> PackedWeights {
+        lock.lock()
+        defer { lock.unlock() }
+        if let p = packed[key] { return p }
+        let p = make()
+        packed[key] = p
+        return p
+    }
+
+    /// Bytes the packed weights hold.
+    var byteCount: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return packed.values.reduce(0) { $0 + $1.byteCount }
+    }
+}
+
+extension ExecutionPlan.GEMMChoice {
+    /// Whether ``PackedGEMM`` beats OpenBLAS for a product of `rows` (pixels of one image) x
+    /// `inner` x `columns`, one thread. From per-shape timings of both on every convolution of
+    /// LFNSB and RetinaFace (docs/BENCHMARKS.md, "Packed GEMM against OpenBLAS, per shape").
+    ///
+    /// Both run near the core's FMA peak on wide products; the packed kernel wins by its fused
+    /// epilogue (no second pass over the output) and on small products (OpenBLAS's per-call
+    /// packing and the thin-matrix fallback). It loses where fewer than 16 output channels leave
+    /// most of each 16-column panel empty on a long product (RetinaFace's stem, 8 channels:
+    /// 1.29x OpenBLAS's time).
+    static func packedWins(rows: Int, inner: Int, columns: Int) -> Bool {
+        columns > 8 || rows * inner * columns <= GEMM.smallProductLimit
+    }
+}

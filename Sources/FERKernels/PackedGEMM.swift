@@ -1,0 +1,231 @@
+/// A right-hand matrix `b (k, n)` of ``PackedGEMM`` in its micro-kernel's layout, with the
+/// per-column bias and PReLU slopes of the epilogue, packed once when a model is loaded.
+///
+/// Layout: `panels = ceil(n / 16)` panels of 16 columns; panel `j` holds columns `16j ..< 16j + 16`
+/// row by row, `values[(j * k + p) * 16 + l] = b[p, 16j + l]`, so the micro-kernel reads one
+/// contiguous stream of 64-byte rows. Columns past `n` in the last panel are zeros, as are the
+/// padded bias and slopes (the kernel then needs no column tail inside its loop).
+public final class PackedWeights: @unchecked Sendable {
+    // @unchecked: immutable after init; the storage is owned and freed here.
+    /// Rows of `b` (the product's inner dimension) and columns (output channels).
+    public let k: Int, n: Int
+    /// Panels of ``PackedGEMM/panelWidth`` columns.
+    public let panels: Int
+    /// `panels * k * 16` floats, panel-major (see the type's description).
+    public let values: UnsafePointer<Float>
+    /// `panels * 16` floats: the bias, zeros where there is none and past `n`.
+    public let bias: UnsafePointer<Float>
+    /// `panels * 16` PReLU slopes, or nil when none were packed.
+    public let slopes: UnsafePointer<Float>?
+    private let storage: UnsafeMutablePointer<Float>
+
+    /// Packs `b (k, n)` with row stride `ldb`, and optionally a bias and PReLU slopes of `n` values.
+    public init(b: UnsafePointer<Float>, k: Int, n: Int, ldb: Int, bias: UnsafePointer<Float>?, slopes: UnsafePointer<Float>?) {
+        precondition(k >= 1 && n >= 1 && ldb >= n, "packed matrix \(k)x\(n) with row stride \(ldb)")
+        let w = PackedGEMM.panelWidth
+        let panels = (n + w - 1) / w
+        let width = panels * w
+        let count = panels * k * w + width * (slopes == nil ? 1 : 2)
+        storage = .allocate(capacity: count)
+        byteCount = count * MemoryLayout<Float>.size
+        storage.initialize(repeating: 0, count: count)
+        for j in 0..<panels {
+            for p in 0..<k {
+                let dst = storage + (j * k + p) * w
+                for l in 0..<min(w, n - j * w) { dst[l] = b[p * ldb + j * w + l] }
+            }
+        }
+        let biasStart = storage + panels * k * w
+        if let bias { biasStart.update(from: bias, count: n) }
+        var slopeStart: UnsafeMutablePointer<Float>? = nil
+        if let slopes {
+            slopeStart = biasStart + width
+            slopeStart!.update(from: slopes, count: n)
+        }
+        self.k = k
+        self.n = n
+        self.panels = panels
+        values = UnsafePointer(storage)
+        self.bias = UnsafePointer(biasStart)
+        self.slopes = slopeStart.map { UnsafePointer($0) }
+    }
+
+    deinit { storage.deallocate() }
+
+    /// Bytes held.
+    public let byteCount: Int
+}
+
+/// The activation a ``PackedGEMM`` product applies in its epilogue, after the bias.
+public enum PackedEpilogue: Equatable, Sendable {
+    case identity
+    case relu
+    case leakyRelu(Float)
+    /// One slope per column, from ``PackedWeights/slopes``.
+    case prelu
+}
+
+/// `c[m, n] = epilogue(a[m, k] · b[k, n] (+ c[m, n] when accumulating) + bias[n])`, with `b`
+/// packed (``PackedWeights``) and a register-blocked micro-kernel: tiles of 6 rows x 16 columns
+/// held in twelve 8-float accumulators, one broadcast of `a` against two loads of `b` per
+/// row and step of `k`, fused multiply-adds (AVX2 and FMA in this package's release builds;
+/// any target's SIMD otherwise). Rows of `a` are read in place (row stride `lda`), so the
+/// activations of a 1x1 convolution (NHWC: a row is a pixel) are its left-hand matrix as they are.
+public enum PackedGEMM {
+    /// Columns per panel of packed weights, and per micro-kernel tile.
+    public static let panelWidth = 16
+    /// Rows per micro-kernel tile.
+    static let tileRows = 6
+    /// Bytes of `a` one row block should take, so it stays in L1 while every panel passes over it.
+    static let blockBytes = 24 * 1024
+
+    /// Runs the product for rows `0 ..< m` of `a` and `c`.
+    ///
+    /// - Parameters:
+    ///   - a: `m` rows of `b.k` values, row stride `lda`.
+    ///   - c: `m` rows of `b.n` values, row stride `ldc`; read first when `accumulate` is true.
+    ///   - epilogue: applied after the bias; `.prelu` needs weights packed with slopes.
+    public static func multiply(
+        m: Int, a: UnsafePointer<Float>, lda: Int, b: PackedWeights,
+        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, epilogue: PackedEpilogue
+    ) {
+        multiply(m: m, a: a, lda: lda, b: b, panels: 0..<b.panels, c: c, ldc: ldc, accumulate: accumulate, epilogue: epilogue)
+    }
+
+    /// The product over a range of column panels only (columns `16 * panels.lowerBound ..<
+    /// min(n, 16 * panels.upperBound)`): threads sharing one product each take some panels.
+    public static func multiply(
+        m: Int, a: UnsafePointer<Float>, lda: Int, b: PackedWeights, panels: Range<Int>,
+        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, epilogue: PackedEpilogue
+    ) {
+        precondition(m >= 0 && lda >= b.k && ldc >= b.n && panels.lowerBound >= 0 && panels.upperBound <= b.panels)
+        precondition(epilogue != .prelu || b.slopes != nil, "PReLU epilogue on weights packed without slopes")
+        let k = b.k, w = panelWidth
+        let slopes = b.slopes ?? b.bias  // read only by the PReLU epilogue
+        let blockRows = max(tileRows, blockBytes / (4 * k) / tileRows * tileRows)
+        var i0 = 0
+        while i0 < m {
+            // A last block under one tile joins the one before it.
+            let i1 = m - (i0 + blockRows) < tileRows ? m : i0 + blockRows
+            for j in panels {
+                let cols = min(w, b.n - j * w)
+                let panel = b.values + j * k * w
+                let e = Epilogue(bias: b.bias + j * w, slopes: slopes + j * w, cols: cols, accumulate: accumulate, kind: epilogue)
+                var i = i0
+                // Seven rows left run as 4 + 3: a lone last row would be one chain of dependent FMAs.
+                while i + tileRows <= i1 && i1 - i != tileRows + 1 {
+                    tile(rows: 6, k: k, a: a + i * lda, lda: lda, panel: panel, c: c + i * ldc + j * w, ldc: ldc, e)
+                    i += tileRows
+                }
+                let (ap, cp) = (a + i * lda, c + i * ldc + j * w)
+                switch i1 - i {
+                case 7:
+                    tile(rows: 4, k: k, a: ap, lda: lda, panel: panel, c: cp, ldc: ldc, e)
+                    tile(rows: 3, k: k, a: ap + 4 * lda, lda: lda, panel: panel, c: cp + 4 * ldc, ldc: ldc, e)
+                case 5: tile(rows: 5, k: k, a: ap, lda: lda, panel: panel, c: cp, ldc: ldc, e)
+                case 4: tile(rows: 4, k: k, a: ap, lda: lda, panel: panel, c: cp, ldc: ldc, e)
+                case 3: tile(rows: 3, k: k, a: ap, lda: lda, panel: panel, c: cp, ldc: ldc, e)
+                case 2: tile(rows: 2, k: k, a: ap, lda: lda, panel: panel, c: cp, ldc: ldc, e)
+                case 1: tile(rows: 1, k: k, a: ap, lda: lda, panel: panel, c: cp, ldc: ldc, e)
+                default: break
+                }
+            }
+            i0 = i1
+        }
+    }
+
+    /// What one tile's epilogue needs: its panel's bias and slopes, valid columns, accumulation.
+    struct Epilogue {
+        let bias: UnsafePointer<Float>, slopes: UnsafePointer<Float>
+        let cols: Int, accumulate: Bool, kind: PackedEpilogue
+    }
+
+    /// One tile of `rows` (1...6, a constant where inlined) rows x 16 columns over the whole `k`.
+    @inline(__always)
+    static func tile(
+        rows: Int, k: Int, a: UnsafePointer<Float>, lda: Int, panel: UnsafePointer<Float>,
+        c: UnsafeMutablePointer<Float>, ldc: Int, _ e: Epilogue
+    ) {
+        let zero = SIMD8<Float>(repeating: 0)
+        var (c0l, c0h, c1l, c1h, c2l, c2h) = (zero, zero, zero, zero, zero, zero)
+        var (c3l, c3h, c4l, c4h, c5l, c5h) = (zero, zero, zero, zero, zero, zero)
+        // Rows past `rows` are never read.
+        let (a0, a1, a2) = (a, a + lda, a + 2 * lda)
+        let (a3, a4, a5) = (a + 3 * lda, a + 4 * lda, a + 5 * lda)
+        var bp = panel
+        for p in 0..<k {
+            let bl = loadVector(bp), bh = loadVector(bp + 8)
+            var x = SIMD8<Float>(repeating: a0[p])
+            c0l.addProduct(x, bl); c0h.addProduct(x, bh)
+            if rows > 1 { x = SIMD8<Float>(repeating: a1[p]); c1l.addProduct(x, bl); c1h.addProduct(x, bh) }
+            if rows > 2 { x = SIMD8<Float>(repeating: a2[p]); c2l.addProduct(x, bl); c2h.addProduct(x, bh) }
+            if rows > 3 { x = SIMD8<Float>(repeating: a3[p]); c3l.addProduct(x, bl); c3h.addProduct(x, bh) }
+            if rows > 4 { x = SIMD8<Float>(repeating: a4[p]); c4l.addProduct(x, bl); c4h.addProduct(x, bh) }
+            if rows > 5 { x = SIMD8<Float>(repeating: a5[p]); c5l.addProduct(x, bl); c5h.addProduct(x, bh) }
+            bp += 16
+        }
+        finish(c0l, c0h, c, e)
+        if rows > 1 { finish(c1l, c1h, c + ldc, e) }
+        if rows > 2 { finish(c2l, c2h, c + 2 * ldc, e) }
+        if rows > 3 { finish(c3l, c3h, c + 3 * ldc, e) }
+        if rows > 4 { finish(c4l, c4h, c + 4 * ldc, e) }
+        if rows > 5 { finish(c5l, c5h, c + 5 * ldc, e) }
+    }
+
+    /// Bias, residual, activation and store of one row of a tile (`e.cols` of its 16 columns).
+    @inline(__always)
+    static func finish(_ lo: SIMD8<Float>, _ hi: SIMD8<Float>, _ out: UnsafeMutablePointer<Float>, _ e: Epilogue) {
+        var lo = lo + loadVector(e.bias), hi = hi + loadVector(e.bias + 8)
+        if e.cols == 16 {
+            if e.accumulate { lo += loadVector(out); hi += loadVector(out + 8) }
+            activate(&lo, e, 0)
+            activate(&hi, e, 8)
+            storeVector(lo, out)
+            storeVector(hi, out + 8)
+        } else {
+            if e.accumulate {
+                for l in 0..<min(e.cols, 8) { lo[l] += out[l] }
+                for l in 8..<max(e.cols, 8) { hi[l - 8] += out[l] }
+            }
+            activate(&lo, e, 0)
+            activate(&hi, e, 8)
+            for l in 0..<min(e.cols, 8) { out[l] = lo[l] }
+            for l in 8..<max(e.cols, 8) { out[l] = hi[l - 8] }
+        }
+    }
+
+    /// The epilogue's activation on columns `offset ..< offset + 8` of a tile row.
+    @inline(__always)
+    static func activate(_ v: inout SIMD8<Float>, _ e: Epilogue, _ offset: Int) {
+        switch e.kind {
+        case .identity: break
+        // Masked blends, as Elementwise.biasActivation: the same values, NaN included.
+        case .relu: v.replace(with: 0, where: v .< 0)
+        case .leakyRelu(let slope): v.replace(with: v * slope, where: v .< 0)
+        case .prelu: v.replace(with: v * loadVector(e.slopes + offset), where: v .< 0)
+        }
+    }
+
+    /// The plain loop ``multiply(m:a:lda:b:c:ldc:accumulate:epilogue:)`` must agree with, on the
+    /// unpacked `b (k, n)` (row stride `ldb`), accumulating in Double.
+    public static func multiplyReference(
+        m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+        bias: UnsafePointer<Float>?, slopes: UnsafePointer<Float>?,
+        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, epilogue: PackedEpilogue
+    ) {
+        for i in 0..<m {
+            for j in 0..<n {
+                var sum = 0.0
+                for p in 0..<k { sum += Double(a[i * lda + p]) * Double(b[p * ldb + j]) }
+                var v = Float(sum) + (accumulate ? c[i * ldc + j] : 0) + (bias?[j] ?? 0)
+                switch epilogue {
+                case .identity: break
+                case .relu: if v < 0 { v = 0 }
+                case .leakyRelu(let s): if v < 0 { v *= s }
+                case .prelu: if v < 0 { v *= slopes![j] }
+                }
+                c[i * ldc + j] = v
+            }
+        }
+    }
+}
