@@ -114,12 +114,9 @@ public enum Convolution {
         PackedWeights(b: weight, k: kernel * kernel * inputChannels, n: outputChannels, ldb: outputChannels, bias: bias, slopes: slopes)
     }
 
-    /// The method measured faster for `g` (see docs/BENCHMARKS.md, "Dense 3x3 convolutions").
-    public static func method(for g: ConvolutionGeometry) -> Method {
-        // Three or fewer input channels (the RGB stems) make each tap's inner loop too short for
-        // the indirect tile's per-tap pointer work; lowering them is cheap (27 floats a pixel).
-        g.inputChannels <= 3 ? .lowered : .indirect
-    }
+    /// The method measured faster for `g`: ``Method/indirect`` for every shape measured (RetinaFace's
+    /// and LFNSB's 3x3 convolutions, stems included; docs/BENCHMARKS.md, "Dense 3x3 convolutions").
+    public static func method(for g: ConvolutionGeometry) -> Method { .indirect }
 
     /// Floats of scratch memory ``convolve(_:input:weights:output:accumulate:epilogue:scratch:)``
     /// needs for `g` with `method` (by default the one ``method(for:)`` picks). It depends on the
@@ -224,6 +221,44 @@ public enum Convolution {
         let slopes = weights.slopes ?? weights.bias  // read only by the PReLU epilogue
         var walk = PixelWalk(g, first: range.lowerBound)
         var p = range.lowerBound
+        if g.outputChannels <= 8 {
+            // One half-empty panel (RetinaFace's stem, 8 channels): 12 pixels x 8 channels a tile.
+            let e = PackedGEMM.Epilogue(bias: weights.bias, slopes: slopes, cols: g.outputChannels, accumulate: accumulate, kind: epilogue)
+            while p < end {
+                let rows = min(2 * tileRows, end - p)
+                // Pixels past `rows` repeat the last one (never read).
+                let o0 = walk.next()
+                let o1 = rows > 1 ? walk.next() : o0
+                let o2 = rows > 2 ? walk.next() : o1
+                let o3 = rows > 3 ? walk.next() : o2
+                let o4 = rows > 4 ? walk.next() : o3
+                let o5 = rows > 5 ? walk.next() : o4
+                let o6 = rows > 6 ? walk.next() : o5
+                let o7 = rows > 7 ? walk.next() : o6
+                let o8 = rows > 8 ? walk.next() : o7
+                let o9 = rows > 9 ? walk.next() : o8
+                let o10 = rows > 10 ? walk.next() : o9
+                let o11 = rows > 11 ? walk.next() : o10
+                let first = (o0, o1, o2, o3, o4, o5), second = (o6, o7, o8, o9, o10, o11)
+                let c = output + p * ldo
+                switch rows {
+                case 12: narrowTile(rows: 12, g, first, second, input: input, zeros: zeros, panel: weights.values, c: c, ldc: ldo, e)
+                case 11: narrowTile(rows: 11, g, first, second, input: input, zeros: zeros, panel: weights.values, c: c, ldc: ldo, e)
+                case 10: narrowTile(rows: 10, g, first, second, input: input, zeros: zeros, panel: weights.values, c: c, ldc: ldo, e)
+                case 9: narrowTile(rows: 9, g, first, second, input: input, zeros: zeros, panel: weights.values, c: c, ldc: ldo, e)
+                case 8: narrowTile(rows: 8, g, first, second, input: input, zeros: zeros, panel: weights.values, c: c, ldc: ldo, e)
+                case 7: narrowTile(rows: 7, g, first, second, input: input, zeros: zeros, panel: weights.values, c: c, ldc: ldo, e)
+                case 6: narrowTile(rows: 6, g, first, second, input: input, zeros: zeros, panel: weights.values, c: c, ldc: ldo, e)
+                case 5: narrowTile(rows: 5, g, first, second, input: input, zeros: zeros, panel: weights.values, c: c, ldc: ldo, e)
+                case 4: narrowTile(rows: 4, g, first, second, input: input, zeros: zeros, panel: weights.values, c: c, ldc: ldo, e)
+                case 3: narrowTile(rows: 3, g, first, second, input: input, zeros: zeros, panel: weights.values, c: c, ldc: ldo, e)
+                case 2: narrowTile(rows: 2, g, first, second, input: input, zeros: zeros, panel: weights.values, c: c, ldc: ldo, e)
+                default: narrowTile(rows: 1, g, first, second, input: input, zeros: zeros, panel: weights.values, c: c, ldc: ldo, e)
+                }
+                p += rows
+            }
+            return
+        }
         while p < end {
             let rows = min(tileRows, end - p)
             // Pixels past `rows` repeat the last one (never read).
@@ -295,6 +330,84 @@ public enum Convolution {
         if rows > 3 { PackedGEMM.finish(c3l, c3h, c + 3 * ldc, e) }
         if rows > 4 { PackedGEMM.finish(c4l, c4h, c + 4 * ldc, e) }
         if rows > 5 { PackedGEMM.finish(c5l, c5h, c + 5 * ldc, e) }
+    }
+
+    /// One narrow tile: `rows` (1...12, a constant where inlined) output pixels x the first 8
+    /// channels of the panel (its only ones: `outputChannels <= 8`), then the epilogue.
+    @inline(__always)
+    static func narrowTile(
+        rows: Int, _ g: ConvolutionGeometry, _ o: (Origin, Origin, Origin, Origin, Origin, Origin),
+        _ q: (Origin, Origin, Origin, Origin, Origin, Origin),
+        input: UnsafePointer<Float>, zeros: UnsafePointer<Float>, panel: UnsafePointer<Float>,
+        c: UnsafeMutablePointer<Float>, ldc: Int, _ e: PackedGEMM.Epilogue
+    ) {
+        let zero = SIMD8<Float>(repeating: 0)
+        var (c0, c1, c2, c3, c4, c5) = (zero, zero, zero, zero, zero, zero)
+        var (c6, c7, c8, c9, c10, c11) = (zero, zero, zero, zero, zero, zero)
+        let (h, wd, cin, k) = (g.height, g.width, g.inputChannels, g.kernel)
+        let rowStep = wd * g.inputStride
+        var bp = panel
+        for ky in 0..<k {
+            var tap = ky * rowStep
+            for kx in 0..<k {
+                let a0 = o.0.pointer(ky, kx, tap, height: h, width: wd, input: input, zeros: zeros)
+                let a1 = o.1.pointer(ky, kx, tap, height: h, width: wd, input: input, zeros: zeros)
+                let a2 = o.2.pointer(ky, kx, tap, height: h, width: wd, input: input, zeros: zeros)
+                let a3 = o.3.pointer(ky, kx, tap, height: h, width: wd, input: input, zeros: zeros)
+                let a4 = o.4.pointer(ky, kx, tap, height: h, width: wd, input: input, zeros: zeros)
+                let a5 = o.5.pointer(ky, kx, tap, height: h, width: wd, input: input, zeros: zeros)
+                let a6 = q.0.pointer(ky, kx, tap, height: h, width: wd, input: input, zeros: zeros)
+                let a7 = q.1.pointer(ky, kx, tap, height: h, width: wd, input: input, zeros: zeros)
+                let a8 = q.2.pointer(ky, kx, tap, height: h, width: wd, input: input, zeros: zeros)
+                let a9 = q.3.pointer(ky, kx, tap, height: h, width: wd, input: input, zeros: zeros)
+                let a10 = q.4.pointer(ky, kx, tap, height: h, width: wd, input: input, zeros: zeros)
+                let a11 = q.5.pointer(ky, kx, tap, height: h, width: wd, input: input, zeros: zeros)
+                for p in 0..<cin {
+                    let b = loadVector(bp)
+                    c0.addProduct(SIMD8<Float>(repeating: a0[p]), b)
+                    if rows > 1 { c1.addProduct(SIMD8<Float>(repeating: a1[p]), b) }
+                    if rows > 2 { c2.addProduct(SIMD8<Float>(repeating: a2[p]), b) }
+                    if rows > 3 { c3.addProduct(SIMD8<Float>(repeating: a3[p]), b) }
+                    if rows > 4 { c4.addProduct(SIMD8<Float>(repeating: a4[p]), b) }
+                    if rows > 5 { c5.addProduct(SIMD8<Float>(repeating: a5[p]), b) }
+                    if rows > 6 { c6.addProduct(SIMD8<Float>(repeating: a6[p]), b) }
+                    if rows > 7 { c7.addProduct(SIMD8<Float>(repeating: a7[p]), b) }
+                    if rows > 8 { c8.addProduct(SIMD8<Float>(repeating: a8[p]), b) }
+                    if rows > 9 { c9.addProduct(SIMD8<Float>(repeating: a9[p]), b) }
+                    if rows > 10 { c10.addProduct(SIMD8<Float>(repeating: a10[p]), b) }
+                    if rows > 11 { c11.addProduct(SIMD8<Float>(repeating: a11[p]), b) }
+                    bp += 16
+                }
+                tap += g.inputStride
+            }
+        }
+        finishNarrow(c0, c, e)
+        if rows > 1 { finishNarrow(c1, c + 1 * ldc, e) }
+        if rows > 2 { finishNarrow(c2, c + 2 * ldc, e) }
+        if rows > 3 { finishNarrow(c3, c + 3 * ldc, e) }
+        if rows > 4 { finishNarrow(c4, c + 4 * ldc, e) }
+        if rows > 5 { finishNarrow(c5, c + 5 * ldc, e) }
+        if rows > 6 { finishNarrow(c6, c + 6 * ldc, e) }
+        if rows > 7 { finishNarrow(c7, c + 7 * ldc, e) }
+        if rows > 8 { finishNarrow(c8, c + 8 * ldc, e) }
+        if rows > 9 { finishNarrow(c9, c + 9 * ldc, e) }
+        if rows > 10 { finishNarrow(c10, c + 10 * ldc, e) }
+        if rows > 11 { finishNarrow(c11, c + 11 * ldc, e) }
+    }
+
+    /// Bias, residual, activation and store of one narrow tile row (`e.cols` of 8 channels).
+    @inline(__always)
+    static func finishNarrow(_ v: SIMD8<Float>, _ out: UnsafeMutablePointer<Float>, _ e: PackedGEMM.Epilogue) {
+        var v = v + loadVector(e.bias)
+        if e.cols == 8 {
+            if e.accumulate { v += loadVector(out) }
+            PackedGEMM.activate(&v, e, 0)
+            storeVector(v, out)
+        } else {
+            if e.accumulate { for l in 0..<e.cols { v[l] += out[l] } }
+            PackedGEMM.activate(&v, e, 0)
+            for l in 0..<e.cols { out[l] = v[l] }
+        }
     }
 
     // MARK: Lowered blocks
