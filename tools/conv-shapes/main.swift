@@ -3,8 +3,8 @@
 //   blas     today's engine: im2col of the whole tensor, OpenBLAS sgemm (GEMM.multiply), then
 //            Elementwise.biasActivation;
 //   packed   im2col of the whole tensor, then PackedGEMM with bias and activation fused;
-//   lowered  Convolution.convolve, method .lowered (im2col of cache-sized blocks + PackedGEMM);
-//   indirect Convolution.convolve, method .indirect (no lowering).
+//   lowered  DenseConvolution.convolve, method .lowered (im2col of cache-sized blocks + PackedGEMM);
+//   indirect DenseConvolution.convolve, method .indirect (no lowering).
 // Prints ms per call, as the thread's CPU time (CLOCK_THREAD_CPUTIME_ID: on a shared, loaded
 // machine wall time mostly measures the other processes), median of the rounds' medians, and the
 // fastest call's wall time; then the largest difference from `blas`.
@@ -60,9 +60,9 @@ final class Case {
         weight = (0..<g.inner * s.cout).map { _ in nextValue() }
         bias = (0..<s.cout).map { _ in nextValue() }
         output = [Float](repeating: 0, count: g.pixels * s.cout)
-        let scratchCount = max(g.pixels * g.inner, Convolution.scratchCount(g, method: .lowered), Convolution.scratchCount(g, method: .indirect))
+        let scratchCount = max(g.pixels * g.inner, DenseConvolution.scratchCount(g, method: .lowered), DenseConvolution.scratchCount(g, method: .indirect))
         scratch = [Float](repeating: 0, count: scratchCount)
-        packed = Convolution.pack(weight: weight, kernel: 3, inputChannels: s.cin, outputChannels: s.cout, bias: bias, slopes: nil)
+        packed = DenseConvolution.pack(weight: weight, kernel: 3, inputChannels: s.cin, outputChannels: s.cout, bias: bias, slopes: nil)
     }
     func run(_ method: String) {
         let (g, s) = (self.g, self.s)
@@ -89,7 +89,7 @@ final class Case {
                                                 epilogue: s.activation)
                         }
                     default:
-                        Convolution.convolve(g, input: x, weights: packed, output: y, epilogue: s.activation, scratch: t,
+                        DenseConvolution.convolve(g, input: x, weights: packed, output: y, epilogue: s.activation, scratch: t,
                                              method: method == "lowered" ? .lowered : .indirect)
                     }
                 }

@@ -5,7 +5,7 @@ import XCTest
 /// engine's whole-tensor im2col + GEMM + bias pass, at odd sizes: channel counts around the
 /// 8-float vector and 16-channel panel, widths that split tiles across rows, stride 2, batches,
 /// every epilogue, residual accumulation, and pixel strides wider than the channels.
-final class ConvolutionTests: XCTestCase {
+final class DenseConvolutionTests: XCTestCase {
     let epilogues: [PackedEpilogue] = [.identity, .relu, .leakyRelu(0.1), .prelu]
 
     func testBothMethodsMatchReferenceAtOddSizesStridesAndEveryEpilogue() throws {
@@ -24,7 +24,7 @@ final class ConvolutionTests: XCTestCase {
             for (ldi, ldo) in [(cin, cout), (cin + 3, cout + 5)] {
                 let g = try ConvolutionGeometry(batch: n, height: h, width: w, inputChannels: cin, inputStride: ldi,
                                                 outputChannels: cout, outputStride: ldo, kernel: k, stride: s, padding: p)
-                for method in Convolution.Method.allCases {
+                for method in DenseConvolution.Method.allCases {
                     for epilogue in epilogues {
                         for accumulate in [false, true] {
                             check(g, method: method, epilogue: epilogue, accumulate: accumulate, withBias: (cin + cout) % 2 == 0, &rng,
@@ -50,11 +50,11 @@ final class ConvolutionTests: XCTestCase {
             Im2col.lower(input: input, batch: 2, height: h, width: w, channels: cin, kernel: 3, stride: stride, pad: 1, columns: &columns)
             GEMM.multiply(m: g.pixels, n: cout, k: g.inner, a: columns, lda: g.inner, b: weight, ldb: cout, c: &expected, ldc: cout)
             Elementwise.biasActivation(&expected, rows: g.pixels, cols: cout, ld: cout, bias: bias, activation: .leakyRelu(0.1))
-            let packed = Convolution.pack(weight: weight, kernel: 3, inputChannels: cin, outputChannels: cout, bias: bias, slopes: nil)
-            for method in Convolution.Method.allCases {
-                var scratch = [Float](repeating: .nan, count: Convolution.scratchCount(g, method: method))
+            let packed = DenseConvolution.pack(weight: weight, kernel: 3, inputChannels: cin, outputChannels: cout, bias: bias, slopes: nil)
+            for method in DenseConvolution.Method.allCases {
+                var scratch = [Float](repeating: .nan, count: DenseConvolution.scratchCount(g, method: method))
                 var actual = [Float](repeating: .nan, count: g.pixels * cout)
-                Convolution.convolve(g, input: input, weights: packed, output: &actual, epilogue: .leakyRelu(0.1), scratch: &scratch, method: method)
+                DenseConvolution.convolve(g, input: input, weights: packed, output: &actual, epilogue: .leakyRelu(0.1), scratch: &scratch, method: method)
                 XCTAssertLessThan(largestDifference(actual, expected), 1e-4, "\(cin)->\(cout) s\(stride) \(method)")
             }
         }
@@ -68,16 +68,16 @@ final class ConvolutionTests: XCTestCase {
         XCTAssertEqual(g.pixels, 2 * 63)
         let input = (0..<2 * 63 * 16).map { _ in rng.nextFloat() }
         let weight = (0..<g.inner * 20).map { _ in rng.nextFloat() }
-        let packed = Convolution.pack(weight: weight, kernel: 3, inputChannels: 16, outputChannels: 20, bias: nil, slopes: nil)
-        for method in Convolution.Method.allCases {
-            var scratch = [Float](repeating: 0, count: Convolution.scratchCount(g, method: method))
+        let packed = DenseConvolution.pack(weight: weight, kernel: 3, inputChannels: 16, outputChannels: 20, bias: nil, slopes: nil)
+        for method in DenseConvolution.Method.allCases {
+            var scratch = [Float](repeating: 0, count: DenseConvolution.scratchCount(g, method: method))
             var whole = [Float](repeating: -99, count: g.pixels * 20), parts = whole
-            Convolution.convolve(g, input: input, weights: packed, output: &whole, epilogue: .relu, scratch: &scratch, method: method)
-            Convolution.convolve(g, input: input, weights: packed, output: &parts, epilogue: .relu, scratch: &scratch, pixels: 0..<29, method: method)
+            DenseConvolution.convolve(g, input: input, weights: packed, output: &whole, epilogue: .relu, scratch: &scratch, method: method)
+            DenseConvolution.convolve(g, input: input, weights: packed, output: &parts, epilogue: .relu, scratch: &scratch, pixels: 0..<29, method: method)
             XCTAssertEqual(parts[28 * 20 + 19], whole[28 * 20 + 19], "\(method)")
             XCTAssertEqual(parts[29 * 20], -99, "\(method): pixel 29 not yet written")
-            Convolution.convolve(g, input: input, weights: packed, output: &parts, epilogue: .relu, scratch: &scratch, pixels: 29..<70, method: method)
-            Convolution.convolve(g, input: input, weights: packed, output: &parts, epilogue: .relu, scratch: &scratch, pixels: 70..<126, method: method)
+            DenseConvolution.convolve(g, input: input, weights: packed, output: &parts, epilogue: .relu, scratch: &scratch, pixels: 29..<70, method: method)
+            DenseConvolution.convolve(g, input: input, weights: packed, output: &parts, epilogue: .relu, scratch: &scratch, pixels: 70..<126, method: method)
             XCTAssertTrue(parts == whole, "\(method): the parts differ from the whole")
         }
     }
@@ -90,23 +90,23 @@ final class ConvolutionTests: XCTestCase {
                                             kernel: 3, stride: stride, padding: 1)
             let input = (0..<23 * 21 * cin).map { _ in rng.nextFloat() }
             let weight = (0..<g.inner * cout).map { _ in rng.nextFloat() }
-            let packed = Convolution.pack(weight: weight, kernel: 3, inputChannels: cin, outputChannels: cout, bias: nil, slopes: nil)
-            for method in Convolution.Method.allCases {
-                let count = Convolution.scratchCount(g, method: method)
+            let packed = DenseConvolution.pack(weight: weight, kernel: 3, inputChannels: cin, outputChannels: cout, bias: nil, slopes: nil)
+            for method in DenseConvolution.Method.allCases {
+                let count = DenseConvolution.scratchCount(g, method: method)
                 var scratch = [Float](repeating: 7, count: count + 64)
                 var out = [Float](repeating: 0, count: g.pixels * cout)
-                Convolution.convolve(g, input: input, weights: packed, output: &out, epilogue: .identity, scratch: &scratch, method: method)
+                DenseConvolution.convolve(g, input: input, weights: packed, output: &out, epilogue: .identity, scratch: &scratch, method: method)
                 XCTAssertEqual(Array(scratch[count...]), [Float](repeating: 7, count: 64), "\(cin)->\(cout) \(method)")
             }
         }
         // Every shape runs indirect, which needs one pixel of zeros whatever the image and batch;
         // the lowered method a block of about 32 Ki floats.
         let stem = try ConvolutionGeometry(batch: 4, height: 640, width: 640, inputChannels: 3, outputChannels: 8, kernel: 3, stride: 2, padding: 1)
-        XCTAssertEqual(Convolution.method(for: stem), .indirect)
-        XCTAssertEqual(Convolution.scratchCount(stem), 3)
-        XCTAssertLessThanOrEqual(Convolution.scratchCount(stem, method: .lowered), 32 * 1024 + 6 * 27)
+        XCTAssertEqual(DenseConvolution.method(for: stem), .indirect)
+        XCTAssertEqual(DenseConvolution.scratchCount(stem), 3)
+        XCTAssertLessThanOrEqual(DenseConvolution.scratchCount(stem, method: .lowered), 32 * 1024 + 6 * 27)
         let ssh = try ConvolutionGeometry(batch: 4, height: 80, width: 56, inputChannels: 64, outputChannels: 32, kernel: 3, stride: 1, padding: 1)
-        XCTAssertEqual(Convolution.scratchCount(ssh), 64)
+        XCTAssertEqual(DenseConvolution.scratchCount(ssh), 64)
     }
 
     func testGeometryRefusesShapesItCannotRun() {
@@ -133,7 +133,7 @@ final class ConvolutionTests: XCTestCase {
     /// (read when accumulating), and the channels between `outputChannels` and the stride must
     /// keep them.
     private func check(
-        _ g: ConvolutionGeometry, method: Convolution.Method, epilogue: PackedEpilogue, accumulate: Bool, withBias: Bool,
+        _ g: ConvolutionGeometry, method: DenseConvolution.Method, epilogue: PackedEpilogue, accumulate: Bool, withBias: Bool,
         _ rng: inout SeededGenerator, label: String
     ) {
         let input = (0..<g.batch * g.height * g.width * g.inputStride).map { _ in rng.nextFloat() }
@@ -145,12 +145,12 @@ final class ConvolutionTests: XCTestCase {
         bias.withUnsafeBufferPointer { b in
             slopes.withUnsafeBufferPointer { sl in
                 let bp = withBias ? b.baseAddress : nil
-                Convolution.convolveReference(g, input: input, weight: weight, bias: bp, slopes: sl.baseAddress, output: &expected,
+                DenseConvolution.convolveReference(g, input: input, weight: weight, bias: bp, slopes: sl.baseAddress, output: &expected,
                                               accumulate: accumulate, epilogue: epilogue)
-                let packed = Convolution.pack(weight: weight, kernel: g.kernel, inputChannels: g.inputChannels,
+                let packed = DenseConvolution.pack(weight: weight, kernel: g.kernel, inputChannels: g.inputChannels,
                                               outputChannels: g.outputChannels, bias: bp, slopes: sl.baseAddress)
-                var scratch = [Float](repeating: .nan, count: Convolution.scratchCount(g, method: method))
-                Convolution.convolve(g, input: input, weights: packed, output: &actual, accumulate: accumulate, epilogue: epilogue,
+                var scratch = [Float](repeating: .nan, count: DenseConvolution.scratchCount(g, method: method))
+                DenseConvolution.convolve(g, input: input, weights: packed, output: &actual, accumulate: accumulate, epilogue: epilogue,
                                      scratch: &scratch, method: method)
             }
         }

@@ -90,10 +90,10 @@ public enum ConvolutionError: Error, Equatable, CustomStringConvertible {
 ///   the convolution as the product `columns · W` without the columns ever being written.
 /// - ``Method/lowered``: blocks of output pixels are lowered (im2col) into a scratch buffer that
 ///   stays in cache, then multiplied by ``PackedGEMM``.
-public enum Convolution {
+public enum DenseConvolution {
     /// How ``convolve(_:input:weights:output:accumulate:epilogue:scratch:)`` runs a shape.
     public enum Method: Sendable, CaseIterable {
-        /// Indirect tiles read in place (see ``Convolution``).
+        /// Indirect tiles read in place (see ``DenseConvolution``).
         case indirect
         /// im2col of cache-sized pixel blocks, then ``PackedGEMM``.
         case lowered
@@ -456,7 +456,7 @@ public enum Convolution {
     }
 }
 
-extension Convolution {
+extension DenseConvolution {
     /// The plain loop ``convolve(_:input:weights:output:accumulate:epilogue:scratch:method:)`` must
     /// agree with, on the unpacked weight `weight[(ky * kernel + kx) * inputChannels + ci, co]`,
     /// accumulating in Double; `bias` and `slopes` have `outputChannels` values or are nil.
