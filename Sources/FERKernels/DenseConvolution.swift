@@ -80,18 +80,20 @@ public enum ConvolutionError: Error, Equatable, CustomStringConvertible {
 /// Weights are packed once as ``PackedWeights`` (the ``PackedGEMM`` layout: panels of 16 output
 /// channels, `kernel * kernel * inputChannels` rows each, bias and PReLU slopes beside them), from
 /// the engine's folded `[kernel, kernel, inputChannels, outputChannels]` weight (``pack(weight:kernel:inputChannels:outputChannels:bias:slopes:)``);
-/// a 1x1 convolution's packed weights of the same tensor are the same object.
+/// the layout is exactly the one ``PackedGEMM`` multiplies (its `k` is `kernel * kernel *
+/// inputChannels`), so one packed copy serves both kernels.
 ///
 /// Two ways to run it (``Method``), chosen per shape by ``method(for:)``:
 /// - ``Method/indirect``: no lowering. Tiles of 6 consecutive output pixels (in `(n, y, x)` order,
 ///   across row ends) by 16 output channels accumulate in twelve 8-float registers over every tap
 ///   and input channel; for each tap the tile reads its 6 input pixels where they are (a pixel
 ///   that falls in the padding reads a row of zeros from the scratch instead), so the kernel sees
-///   the convolution as the product `columns · W` without the columns ever being written.
+///   the convolution as the product `columns · W` without the columns ever being written. With
+///   8 or fewer output channels (one half-empty panel) tiles are 12 pixels by 8 channels.
 /// - ``Method/lowered``: blocks of output pixels are lowered (im2col) into a scratch buffer that
 ///   stays in cache, then multiplied by ``PackedGEMM``.
 public enum DenseConvolution {
-    /// How ``convolve(_:input:weights:output:accumulate:epilogue:scratch:)`` runs a shape.
+    /// How ``convolve(_:input:weights:output:accumulate:epilogue:scratch:pixels:method:)`` runs a shape.
     public enum Method: Sendable, CaseIterable {
         /// Indirect tiles read in place (see ``DenseConvolution``).
         case indirect
@@ -118,7 +120,7 @@ public enum DenseConvolution {
     /// and LFNSB's 3x3 convolutions, stems included; docs/BENCHMARKS.md, "Dense 3x3 convolutions").
     public static func method(for g: ConvolutionGeometry) -> Method { .indirect }
 
-    /// Floats of scratch memory ``convolve(_:input:weights:output:accumulate:epilogue:scratch:)``
+    /// Floats of scratch memory ``convolve(_:input:weights:output:accumulate:epilogue:scratch:pixels:method:)``
     /// needs for `g` with `method` (by default the one ``method(for:)`` picks). It depends on the
     /// channels and kernel only, not on the image or batch size.
     public static func scratchCount(_ g: ConvolutionGeometry, method: Method? = nil) -> Int {
@@ -457,7 +459,7 @@ public enum DenseConvolution {
 }
 
 extension DenseConvolution {
-    /// The plain loop ``convolve(_:input:weights:output:accumulate:epilogue:scratch:method:)`` must
+    /// The plain loop ``convolve(_:input:weights:output:accumulate:epilogue:scratch:pixels:method:)`` must
     /// agree with, on the unpacked weight `weight[(ky * kernel + kx) * inputChannels + ci, co]`,
     /// accumulating in Double; `bias` and `slopes` have `outputChannels` values or are nil.
     public static func convolveReference(
