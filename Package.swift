@@ -28,7 +28,7 @@ let package = Package(
     products: [
         .library(
             name: "FERRuntime",
-            targets: ["FERRuntime", "FERTensor", "FERCheckpoint", "FERKernels", "FEREngine", "FERImage"]),
+            targets: ["FERRuntime", "FERTensor", "FERCheckpoint", "FERKernels", "FEREngine", "FERImage", "FERFaces"]),
         .executable(name: "fer-infer", targets: ["fer-infer"]),
         .executable(name: "fer-serve", targets: ["fer-serve"]),
         // libfer.so: the C ABI (header Sources/FERC/include/fer.h; tools/install-c-library).
@@ -53,6 +53,10 @@ let package = Package(
         .systemLibrary(
             name: "CSpng", pkgConfig: "spng",
             providers: [.apt(["libspng-dev"])]),
+        // Cairo: 2D drawing for the executables' pictures (annotated photos, confusion matrices).
+        .systemLibrary(
+            name: "CCairo", pkgConfig: "cairo",
+            providers: [.apt(["libcairo2-dev"])]),
         // libjpeg-turbo's libjpeg API (jpeglib.h, libjpeg62-turbo-dev), behind a small C shim that catches
         // libjpeg's error_exit with setjmp, which Swift cannot do (see Sources/CJPEG/include/CJPEG.h).
         .target(name: "CJPEG", linkerSettings: [.linkedLibrary("jpeg")]),
@@ -77,12 +81,18 @@ let package = Package(
         .target(
             name: "FERImage", dependencies: ["FERTensor", "CSpng", "CJPEG"],
             swiftSettings: numericSettings),
-        // The embedding API: one import, a shareable classifier for pixels, encoded images and tensors.
-        .target(name: "FERRuntime", dependencies: ["FEREngine", "FERImage", "FERTensor", "FERCheckpoint"]),
+        // The embedding API: one import, a shareable classifier for pixels, encoded images and tensors,
+        // and the whole-photo face analyzer (detect, align, classify).
+        .target(name: "FERRuntime", dependencies: ["FEREngine", "FERImage", "FERTensor", "FERCheckpoint", "FERFaces"]),
         // The C ABI over FERRuntime: status codes and per-thread messages, no Swift error crosses it.
         .target(name: "FERC", dependencies: ["FERRuntime"], exclude: ["include"]),
         // Face detection geometry: detector input, priors, decoding, NMS, five-point alignment.
         .target(name: "FERFaces", dependencies: ["FERImage", "FERTensor"], swiftSettings: numericSettings),
+        // Drawing on raster (PNG) and SVG canvases through Cairo: rectangles, lines, circles, text.
+        // Only the executables link it; the runtime library products never do.
+        .target(name: "FERDrawing", dependencies: ["CCairo", "FERImage"]),
+        // Labelled test sets (RAF-DB, class folders, CSV/TSV lists) and the metrics papers report on them.
+        .target(name: "FEREvaluation", dependencies: ["FEREngine", "FERImage"]),
         // The HTTP service: routes, metrics and error responses over one shared classifier.
         .target(
             name: "FERServe",
@@ -103,7 +113,7 @@ let package = Package(
         .executableTarget(
             name: "fer-infer",
             dependencies: [
-                "FEREngine", "FERCheckpoint", "FERTensor", "FERImage", "FERRuntime",
+                "FEREngine", "FERCheckpoint", "FERTensor", "FERImage", "FERRuntime", "FERDrawing", "FEREvaluation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
@@ -118,11 +128,13 @@ let package = Package(
             name: "FEREngineTests",
             dependencies: ["FEREngine", "FERTensor", "FERCheckpoint", "FERKernels", "CAllocationCounter"]),
         .testTarget(name: "FERRuntimeTests", dependencies: ["FERRuntime"]),
+        .testTarget(name: "FERDrawingTests", dependencies: ["FERDrawing", "FERImage"]),
+        .testTarget(name: "FEREvaluationTests", dependencies: ["FEREvaluation"]),
         .testTarget(name: "FERFacesTests", dependencies: ["FERFaces", "FERImage", "FERTensor", "FEREngine"]),
         // A C client of the ABI, compiled into the test process.
         .target(name: "CABICheck", path: "Tests/CABICheck"),
         .testTarget(name: "FERCTests", dependencies: ["FERC", "CABICheck", "FERRuntime"]),
-        .testTarget(name: "FerInferTests", dependencies: ["fer-infer", "fer-serve", "FERTensor"]),
+        .testTarget(name: "FerInferTests", dependencies: ["fer-infer", "fer-serve", "FERTensor", "FERImage"]),
         .testTarget(
             name: "FERServeTests",
             dependencies: ["FERServe", .product(name: "HummingbirdTesting", package: "hummingbird")]),

@@ -47,6 +47,42 @@ final class CResult {
     }
 }
 
+/// What a `fer_analyzer *` points to.
+final class CAnalyzer {
+    let analyzer: FaceAnalyzer
+    init(_ analyzer: FaceAnalyzer) { self.analyzer = analyzer }
+}
+
+/// What a `fer_analysis *` points to: per face, C-owned box, landmarks and crop, and a `CResult`.
+final class CAnalysis {
+    let truncated: Bool
+    let scores: [Float]
+    let boxes: [UnsafeMutablePointer<Float>]
+    let landmarks: [UnsafeMutablePointer<Float>]
+    let crops: [UnsafeMutablePointer<UInt8>]
+    let results: [CResult]
+
+    init(_ analysis: PhotoAnalysis) {
+        func copy<T>(_ values: [T]) -> UnsafeMutablePointer<T> {
+            let p = UnsafeMutablePointer<T>.allocate(capacity: values.count)
+            p.initialize(from: values, count: values.count)
+            return p
+        }
+        truncated = analysis.truncated
+        scores = analysis.faces.map { Float($0.face.score) }
+        boxes = analysis.faces.map { copy($0.face.box.map { Float($0) }) }
+        landmarks = analysis.faces.map { copy($0.face.landmarks.flatMap { [Float($0.x), Float($0.y)] }) }
+        crops = analysis.faces.map { copy($0.alignment.image.pixels) }
+        results = analysis.faces.map { CResult($0.classification) }
+    }
+
+    deinit {
+        for p in boxes { p.deallocate() }
+        for p in landmarks { p.deallocate() }
+        for p in crops { p.deallocate() }
+    }
+}
+
 /// Per-thread last error, as a C string owned by the thread's slot.
 private final class ErrorSlot {
     var message: UnsafeMutablePointer<CChar> = strdup("")
@@ -89,12 +125,13 @@ private func publish(_ c: Classification, _ out: UnsafeMutablePointer<OpaquePoin
     return okStatus
 }
 
-/// Makes a `fer_model *` from a classifier, or NULL with the error named after `source`.
-private func makeModel(_ source: String, _ load: () throws -> FERClassifier) -> OpaquePointer? {
+/// Makes a handle (`fer_model *`, `fer_analyzer *`) owning what `load` makes, or NULL with the error
+/// named after `source`.
+private func makeHandle(_ source: String, _ load: () throws -> AnyObject) -> OpaquePointer? {
     do {
-        let classifier = try load()
+        let object = try load()
         setError("")
-        return OpaquePointer(Unmanaged.passRetained(CModel(classifier)).toOpaque())
+        return OpaquePointer(Unmanaged.passRetained(object).toOpaque())
     } catch {
         setError("\(source): \(error)")
         return nil
@@ -105,13 +142,13 @@ private func makeModel(_ source: String, _ load: () throws -> FERClassifier) -> 
 public func fer_model_load(_ path: UnsafePointer<CChar>?) -> OpaquePointer? {
     guard let path else { setError("fer_model_load: path is NULL"); return nil }
     let name = String(cString: path)
-    return makeModel(name) { try FERClassifier(contentsOf: name, maxBatch: 1) }
+    return makeHandle(name) { CModel(try FERClassifier(contentsOf: name, maxBatch: 1)) }
 }
 
 @_cdecl("fer_model_load_bytes")
 public func fer_model_load_bytes(_ bytes: UnsafePointer<UInt8>?, _ length: Int) -> OpaquePointer? {
     guard let bytes, length > 0 else { setError("fer_model_load_bytes: no bytes"); return nil }
-    return makeModel("<memory>") { try FERClassifier(bytes: Array(UnsafeBufferPointer(start: bytes, count: length)), maxBatch: 1) }
+    return makeHandle("<memory>") { CModel(try FERClassifier(bytes: Array(UnsafeBufferPointer(start: bytes, count: length)), maxBatch: 1)) }
 }
 
 @_cdecl("fer_model_free")
@@ -130,6 +167,34 @@ public func fer_model_output_width(_ pointer: OpaquePointer?) -> Int32 {
     Int32(model(pointer)?.classifier.model.outputWidth ?? 0)
 }
 
+private func analyzer(_ pointer: OpaquePointer?) -> CAnalyzer? {
+    pointer.map { Unmanaged<CAnalyzer>.fromOpaque(UnsafeRawPointer($0)).takeUnretainedValue() }
+}
+
+private func analysis(_ pointer: OpaquePointer?) -> CAnalysis? {
+    pointer.map { Unmanaged<CAnalysis>.fromOpaque(UnsafeRawPointer($0)).takeUnretainedValue() }
+}
+
+/// `height` rows of `width * 3` bytes, `stride` bytes apart, as a packed image; or an error message.
+private func packedImage(_ pixels: UnsafePointer<UInt8>, _ width: Int32, _ height: Int32, _ stride: Int32,
+                         caller: String) -> Result<RGBImage, CError> {
+    guard width > 0, height > 0, Int(width) * Int(height) <= ImageDecodingOptions.pilMaxImagePixels else {
+        return .failure(CError("\(caller): image size \(width)x\(height) is empty or over the pixel limit"))
+    }
+    guard stride >= width * 3 else { return .failure(CError("\(caller): stride \(stride) < width * 3 = \(width * 3)")) }
+    let (w, h, s) = (Int(width), Int(height), Int(stride))
+    var packed = [UInt8](repeating: 0, count: w * h * 3)
+    packed.withUnsafeMutableBufferPointer { out in
+        for y in 0..<h { (out.baseAddress! + y * w * 3).update(from: pixels + y * s, count: w * 3) }
+    }
+    return .success(RGBImage(width: w, height: h, pixels: packed))
+}
+
+struct CError: Error {
+    let message: String
+    init(_ message: String) { self.message = message }
+}
+
 @_cdecl("fer_classify_rgb")
 public func fer_classify_rgb(
     _ pointer: OpaquePointer?, _ pixels: UnsafePointer<UInt8>?, _ width: Int32, _ height: Int32, _ stride: Int32,
@@ -137,15 +202,13 @@ public func fer_classify_rgb(
 ) -> Int32 {
     guard let m = model(pointer), let pixels, let out else { return fail(invalidArgument, "fer_classify_rgb: NULL argument") }
     out.pointee = nil
-    guard width > 0, height > 0, Int(width) * Int(height) <= ImageDecodingOptions.pilMaxImagePixels else {
-        return fail(invalidArgument, "fer_classify_rgb: image size \(width)x\(height) is empty or over the pixel limit")
+    let image: RGBImage
+    switch packedImage(pixels, width, height, stride, caller: "fer_classify_rgb") {
+    case .success(let packed): image = packed
+    case .failure(let error): return fail(invalidArgument, error.message)
     }
-    guard stride >= width * 3 else { return fail(invalidArgument, "fer_classify_rgb: stride \(stride) < width * 3 = \(width * 3)") }
-    let (w, h, s) = (Int(width), Int(height), Int(stride))
-    var packed = [UInt8](repeating: 0, count: w * h * 3)
-    for y in 0..<h { for x in 0..<(w * 3) { packed[y * w * 3 + x] = pixels[y * s + x] } }
     do {
-        return publish(try m.classifier.classify(RGBImage(width: w, height: h, pixels: packed)), out)
+        return publish(try m.classifier.classify(image), out)
     } catch {
         return fail(inferenceError, "\(error)")
     }
@@ -192,6 +255,111 @@ public func fer_result_embedding(_ pointer: OpaquePointer?) -> UnsafePointer<Flo
 public func fer_result_free(_ pointer: OpaquePointer?) {
     guard let pointer else { return }
     Unmanaged<CResult>.fromOpaque(UnsafeRawPointer(pointer)).release()
+}
+
+@_cdecl("fer_analyzer_new")
+public func fer_analyzer_new(_ pointer: OpaquePointer?, _ detectorPath: UnsafePointer<CChar>?, _ detectSize: Int32,
+                             _ threshold: Float, _ maxFaces: Int32) -> OpaquePointer? {
+    guard let m = model(pointer) else { setError("fer_analyzer_new: model is NULL"); return nil }
+    let defaults = FaceDetectionOptions()
+    let options = FaceDetectionOptions(detectSize: detectSize == 0 ? defaults.detectSize : Int(detectSize),
+                                       threshold: threshold == 0 ? defaults.threshold : Double(threshold),
+                                       maxFaces: maxFaces == 0 ? defaults.maxFaces : Int(maxFaces))
+    let path: String
+    do {
+        try options.validate()
+        path = try DefaultModel.resolveDetector(detectorPath.map { String(cString: $0) })
+    } catch {
+        setError("fer_analyzer_new: \(error)")
+        return nil
+    }
+    return makeHandle(path) {
+        // The faces of one photo are classified together: a classifier over the same model with room for a few.
+        let c = m.classifier
+        let classifier = try FERClassifier(model: c.model, labels: c.labels, maxBatch: 8, threads: 1)
+        return CAnalyzer(try FaceAnalyzer(detector: try FERModel(contentsOf: path), classifier: classifier, options: options))
+    }
+}
+
+@_cdecl("fer_analyzer_free")
+public func fer_analyzer_free(_ pointer: OpaquePointer?) {
+    guard let pointer else { return }
+    Unmanaged<CAnalyzer>.fromOpaque(UnsafeRawPointer(pointer)).release()
+}
+
+private func publish(_ analysis: PhotoAnalysis, _ out: UnsafeMutablePointer<OpaquePointer?>) -> Int32 {
+    out.pointee = OpaquePointer(Unmanaged.passRetained(CAnalysis(analysis)).toOpaque())
+    setError("")
+    return okStatus
+}
+
+@_cdecl("fer_analyze_rgb")
+public func fer_analyze_rgb(
+    _ pointer: OpaquePointer?, _ pixels: UnsafePointer<UInt8>?, _ width: Int32, _ height: Int32, _ stride: Int32,
+    _ out: UnsafeMutablePointer<OpaquePointer?>?
+) -> Int32 {
+    guard let a = analyzer(pointer), let pixels, let out else { return fail(invalidArgument, "fer_analyze_rgb: NULL argument") }
+    out.pointee = nil
+    switch packedImage(pixels, width, height, stride, caller: "fer_analyze_rgb") {
+    case .failure(let error): return fail(invalidArgument, error.message)
+    case .success(let image):
+        do { return publish(try a.analyzer.analyze(image), out) } catch { return fail(inferenceError, "\(error)") }
+    }
+}
+
+@_cdecl("fer_analyze_encoded")
+public func fer_analyze_encoded(
+    _ pointer: OpaquePointer?, _ bytes: UnsafePointer<UInt8>?, _ length: Int, _ out: UnsafeMutablePointer<OpaquePointer?>?
+) -> Int32 {
+    guard let a = analyzer(pointer), let bytes, let out else { return fail(invalidArgument, "fer_analyze_encoded: NULL argument") }
+    out.pointee = nil
+    guard length > 0 else { return fail(invalidArgument, "fer_analyze_encoded: length is 0 (no image bytes)") }
+    let image: RGBImage
+    do { image = try ImageDecoder.decode(bytes: Array(UnsafeBufferPointer(start: bytes, count: length))).image } catch {
+        return fail(imageError, error.description)
+    }
+    do { return publish(try a.analyzer.analyze(image), out) } catch { return fail(inferenceError, "\(error)") }
+}
+
+@_cdecl("fer_analysis_face_count")
+public func fer_analysis_face_count(_ pointer: OpaquePointer?) -> Int32 { Int32(analysis(pointer)?.results.count ?? 0) }
+
+@_cdecl("fer_analysis_truncated")
+public func fer_analysis_truncated(_ pointer: OpaquePointer?) -> Int32 { analysis(pointer)?.truncated == true ? 1 : 0 }
+
+/// Face `face` of the analysis at `pointer`, or nil when either is out of range.
+private func face(_ pointer: OpaquePointer?, _ face: Int32) -> (CAnalysis, Int)? {
+    guard let a = analysis(pointer), face >= 0, Int(face) < a.results.count else { return nil }
+    return (a, Int(face))
+}
+
+@_cdecl("fer_analysis_face_box")
+public func fer_analysis_face_box(_ pointer: OpaquePointer?, _ i: Int32) -> UnsafePointer<Float>? {
+    face(pointer, i).map { UnsafePointer($0.0.boxes[$0.1]) }
+}
+
+@_cdecl("fer_analysis_face_landmarks")
+public func fer_analysis_face_landmarks(_ pointer: OpaquePointer?, _ i: Int32) -> UnsafePointer<Float>? {
+    face(pointer, i).map { UnsafePointer($0.0.landmarks[$0.1]) }
+}
+
+@_cdecl("fer_analysis_face_score")
+public func fer_analysis_face_score(_ pointer: OpaquePointer?, _ i: Int32) -> Float { face(pointer, i).map { $0.0.scores[$0.1] } ?? 0 }
+
+@_cdecl("fer_analysis_face_crop")
+public func fer_analysis_face_crop(_ pointer: OpaquePointer?, _ i: Int32) -> UnsafePointer<UInt8>? {
+    face(pointer, i).map { UnsafePointer($0.0.crops[$0.1]) }
+}
+
+@_cdecl("fer_analysis_face_result")
+public func fer_analysis_face_result(_ pointer: OpaquePointer?, _ i: Int32) -> OpaquePointer? {
+    face(pointer, i).map { OpaquePointer(Unmanaged.passUnretained($0.0.results[$0.1]).toOpaque()) }
+}
+
+@_cdecl("fer_analysis_free")
+public func fer_analysis_free(_ pointer: OpaquePointer?) {
+    guard let pointer else { return }
+    Unmanaged<CAnalysis>.fromOpaque(UnsafeRawPointer(pointer)).release()
 }
 
 @_cdecl("fer_last_error")

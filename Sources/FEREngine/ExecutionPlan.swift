@@ -68,6 +68,10 @@ final class ExecutionPlan: @unchecked Sendable {
         let kernel: Int, stride: Int, padding: Int, cin: Int, cout: Int, accumulate: Bool
         /// The matrix product's kernel, chosen per shape when the plan is made (``GEMMChoice``).
         let gemm: GEMMChoice
+        /// Every convolution but a 1x1 at stride 1 without padding: its shape for one image, run by
+        /// ``DenseConvolution`` on the `.packed` weights, with ``DenseConvolution/scratchCount(_:method:)``
+        /// floats of scratch.
+        let geometry: ConvolutionGeometry?
     }
     /// Which kernel runs a convolution's matrix product.
     enum GEMMChoice {
@@ -167,15 +171,20 @@ final class ExecutionPlan: @unchecked Sendable {
                 output = ActivationShape(height: Im2col.outputSize(x.height, kernel: c.kernel, stride: c.stride, pad: c.padding),
                                          width: Im2col.outputSize(x.width, kernel: c.kernel, stride: c.stride, pad: c.padding), channels: cout)
                 let lowered = !(c.kernel == 1 && c.stride == 1 && c.padding == 0)
+                var geometry: ConvolutionGeometry? = nil
                 if lowered {
-                    scratchSizes.append((output.height * output.width * c.kernel * c.kernel * x.channels, index))
+                    do {
+                        geometry = try ConvolutionGeometry(batch: 1, height: x.height, width: x.width, inputChannels: x.channels,
+                                                           outputChannels: cout, kernel: c.kernel, stride: c.stride, padding: c.padding)
+                    } catch { throw fail(index, error.description) }
+                    scratchSizes.append((DenseConvolution.scratchCount(geometry!), index))
                     scratch = scratchSizes.count - 1
                 }
                 let bias = try c.bias.map { try weight($0, [cout]) }
                 let act = try activation(c.activation, slope: c.slope, channels: cout)
                 let inner = c.kernel * c.kernel * x.channels
                 var gemm = GEMMChoice.blas
-                if GEMMChoice.packedWins(rows: output.height * output.width, inner: inner, columns: cout) {
+                if lowered || GEMMChoice.packedWins(rows: output.height * output.width, inner: inner, columns: cout) {
                     let (epilogue, after): (PackedEpilogue, Activation?) = switch act {
                     case .identity: (.identity, nil)
                     case .relu: (.relu, nil)
@@ -194,10 +203,10 @@ final class ExecutionPlan: @unchecked Sendable {
                 work = .convolution(ConvolutionStep(
                     input: op.inputs[0], weight: w, bias: bias, activation: act,
                     kernel: c.kernel, stride: c.stride, padding: c.padding, cin: x.channels, cout: cout, accumulate: c.accumulate,
-                    gemm: gemm))
+                    gemm: gemm, geometry: geometry))
                 let product: String
                 if case .packed = gemm { product = "packed GEMM" } else { product = "GEMM" }
-                label = (lowered ? "\(c.kernel)x\(c.kernel) conv (im2col + \(product))" : (x.height * x.width == 1 ? "linear" : "1x1 \(product)"))
+                label = (lowered ? "\(c.kernel)x\(c.kernel) conv" + (c.stride > 1 ? " s\(c.stride)" : "") + " (direct)" : (x.height * x.width == 1 ? "linear" : "1x1 \(product)"))
                     + Self.suffix(c.activation)
                 if c.accumulate { label += " + residual" }
                 if c.accumulate && shapes[op.output] == nil { throw fail(index, "accumulates into tensor \(op.output) before anything writes it") }

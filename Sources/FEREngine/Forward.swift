@@ -65,14 +65,15 @@ extension ExecutionPlan {
         let o = shapes[step.output]
         switch step.work {
         case .convolution(let c):
-            let x = shapes[c.input]
             let rows = n * o.height * o.width
             let k = c.kernel * c.kernel * c.cin
-            var a = UnsafePointer(ws.tensor(c.input))
-            if let scratch = step.scratch {
-                Im2col.lower(input: a, batch: n, height: x.height, width: x.width, channels: c.cin,
-                             kernel: c.kernel, stride: c.stride, pad: c.padding, columns: ws.buffers[scratch])
-                a = UnsafePointer(ws.buffers[scratch])
+            let a = UnsafePointer(ws.tensor(c.input))
+            if let g = c.geometry, case .packed(let packed, let epilogue, let after) = c.gemm {
+                // KxK (or strided / padded 1x1): direct, whatever the thread count.
+                DenseConvolution.convolve(g.withBatch(n), input: a, weights: packed, output: out, accumulate: c.accumulate,
+                                     epilogue: epilogue, scratch: ws.buffers[step.scratch!])
+                if let after { Elementwise.biasActivation(out, rows: rows, cols: c.cout, ld: c.cout, bias: nil, activation: after) }
+                return
             }
             switch c.gemm {
             case .packed(let packed, let epilogue, let after) where ws.threads == 1:

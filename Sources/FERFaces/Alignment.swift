@@ -91,9 +91,9 @@ public enum FaceAlignment {
     /// Aligns the face with `landmarks` (in `image`'s pixels) to a 112x112 crop: ``bestTemplate(for:)``,
     /// then ``WarpAffine/linear(_:matrix:width:height:)`` of the original image.
     ///
-    /// `truncatingLandmarks` (default true) turns the coordinates into integers first, toward zero, as the
-    /// authors' script did; false aligns the floating-point landmarks.
-    public static func align(_ image: RGBImage, landmarks: [FacePoint], truncatingLandmarks: Bool = true) throws -> Aligned {
+    /// The product aligns the floating-point landmarks; `truncatingLandmarks` turns them into integers
+    /// first, toward zero, as the authors' one-off script did.
+    public static func align(_ image: RGBImage, landmarks: [FacePoint], truncatingLandmarks: Bool = false) throws -> Aligned {
         guard landmarks.allSatisfy({ $0.x.isFinite && $0.y.isFinite }) else { throw FaceError.nonFinite("landmarks") }
         let points = truncatingLandmarks
             ? landmarks.map { FacePoint(x: $0.x.rounded(.towardZero), y: $0.y.rounded(.towardZero)) } : landmarks

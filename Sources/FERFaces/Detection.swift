@@ -64,6 +64,14 @@ public enum RetinaFaceDecoder {
 
     static func ceilDiv(_ a: Int, _ b: Int) -> Int { (a + b - 1) / b }
 
+    /// The faces of one image, best first.
+    public struct Detections: Sendable, Equatable {
+        /// Faces in descending score order.
+        public var faces: [Face]
+        /// True when more faces survived the threshold and NMS than the `maxFaces` asked for.
+        public var truncated: Bool
+    }
+
     /// The faces in RetinaFace's three outputs for one image.
     ///
     /// - `boxes`: (A, 4) raw box regressions; `scores`: (A, 2) softmax probabilities, index 1 = face;
@@ -72,17 +80,20 @@ public enum RetinaFaceDecoder {
     /// - Network coordinates are divided by `scaleX`, `scaleY` (``DetectorInput``'s) to give
     ///   original-image pixels.
     /// - Keeps scores > `threshold`; greedy NMS in descending score order (stable) drops any box whose
-    ///   IoU with a kept one is > `nmsIoU`, areas (x2 - x1 + 1) * (y2 - y1 + 1); faces best first.
+    ///   IoU with a kept one is > `nmsIoU`, areas (x2 - x1 + 1) * (y2 - y1 + 1); faces best first,
+    ///   at most `maxFaces` (NMS stops there, so its cost is bounded by anchors x `maxFaces`).
     ///
     /// Throws ``FaceError/shapeMismatch(name:expected:actual:)`` for wrong lengths,
-    /// ``FaceError/invalidArgument(_:)`` for non-positive sizes or scales, and ``FaceError/nonFinite(_:)``
-    /// when a face above the threshold decodes to a NaN or infinite coordinate.
-    public static func decode(boxes: [Float], scores: [Float], landmarks: [Float], height: Int, width: Int,
+    /// ``FaceError/invalidArgument(_:)`` for non-positive sizes, scales or `maxFaces`, and
+    /// ``FaceError/nonFinite(_:)`` when a face above the threshold decodes to a NaN or infinite coordinate.
+    public static func decode(boxes: UnsafeBufferPointer<Float>, scores: UnsafeBufferPointer<Float>,
+                              landmarks: UnsafeBufferPointer<Float>, height: Int, width: Int,
                               scaleX: Double = 1, scaleY: Double = 1, threshold: Double = 0.6,
-                              nmsIoU: Double = 0.35) throws -> [Face] {
+                              nmsIoU: Double = 0.35, maxFaces: Int = .max) throws -> Detections {
         guard scaleX > 0, scaleY > 0, scaleX.isFinite, scaleY.isFinite else {
             throw FaceError.invalidArgument("scale factors \(scaleX), \(scaleY)")
         }
+        guard maxFaces >= 1 else { throw FaceError.invalidArgument("maxFaces \(maxFaces) < 1") }
         let pr = try priors(height: height, width: width)
         let a = pr.count
         if boxes.count != a * 4 { throw FaceError.shapeMismatch(name: "boxes", expected: a * 4, actual: boxes.count) }
@@ -95,12 +106,14 @@ public enum RetinaFaceDecoder {
         var candidates: [Face] = []
         for k in 0..<a where Double(scores[2 * k + 1]) > threshold {
             let p = pr[k]
-            let d = (0..<4).map { Double(boxes[4 * k + $0]) }
-            let cx = p.cx + d[0] * v0 * p.w, cy = p.cy + d[1] * v0 * p.h
-            let bw = p.w * exp(d[2] * v1), bh = p.h * exp(d[3] * v1)
+            let d0 = Double(boxes[4 * k]), d1 = Double(boxes[4 * k + 1])
+            let d2 = Double(boxes[4 * k + 2]), d3 = Double(boxes[4 * k + 3])
+            let cx = p.cx + d0 * v0 * p.w, cy = p.cy + d1 * v0 * p.h
+            let bw = p.w * exp(d2 * v1), bh = p.h * exp(d3 * v1)
             let box = [(cx - bw / 2) * w / scaleX, (cy - bh / 2) * h / scaleY, (cx + bw / 2) * w / scaleX,
                        (cy + bh / 2) * h / scaleY]
             var points: [FacePoint] = []
+            points.reserveCapacity(5)
             for m in 0..<5 {
                 let lx = Double(landmarks[10 * k + 2 * m]), ly = Double(landmarks[10 * k + 2 * m + 1])
                 points.append(FacePoint(x: (p.cx + lx * v0 * p.w) * w / scaleX, y: (p.cy + ly * v0 * p.h) * h / scaleY))
@@ -110,17 +123,38 @@ public enum RetinaFaceDecoder {
             }
             candidates.append(Face(box: box, score: Double(scores[2 * k + 1]), landmarks: points))
         }
-        return nms(candidates, iou: nmsIoU)
+        return nms(candidates, iou: nmsIoU, limit: maxFaces)
+    }
+
+    /// ``decode(boxes:scores:landmarks:height:width:scaleX:scaleY:threshold:nmsIoU:maxFaces:)`` on arrays,
+    /// every face kept.
+    public static func decode(boxes: [Float], scores: [Float], landmarks: [Float], height: Int, width: Int,
+                              scaleX: Double = 1, scaleY: Double = 1, threshold: Double = 0.6,
+                              nmsIoU: Double = 0.35) throws -> [Face] {
+        try boxes.withUnsafeBufferPointer { b in
+            try scores.withUnsafeBufferPointer { s in
+                try landmarks.withUnsafeBufferPointer { l in
+                    try decode(boxes: b, scores: s, landmarks: l, height: height, width: width, scaleX: scaleX,
+                               scaleY: scaleY, threshold: threshold, nmsIoU: nmsIoU).faces
+                }
+            }
+        }
     }
 
     /// Greedy NMS: faces in descending score order (stable); each kept face removes the later ones whose
     /// IoU with it is > `iou`, areas (x2 - x1 + 1) * (y2 - y1 + 1).
     public static func nms(_ faces: [Face], iou: Double) -> [Face] {
+        nms(faces, iou: iou, limit: .max).faces
+    }
+
+    /// ``nms(_:iou:)`` stopping once `limit` faces are kept; `truncated` tells whether any face was left.
+    public static func nms(_ faces: [Face], iou: Double, limit: Int) -> Detections {
         let order = faces.indices.sorted { faces[$0].score > faces[$1].score || (faces[$0].score == faces[$1].score && $0 < $1) }
-        var remaining = order.map { faces[$0] }
+        var remaining = order.map { faces[$0] }[...]
         var kept: [Face] = []
-        while !remaining.isEmpty {
-            let best = remaining.removeFirst()
+        while let best = remaining.first {
+            if kept.count == limit { return Detections(faces: kept, truncated: true) }
+            remaining = remaining.dropFirst()
             kept.append(best)
             let b = best.box
             let areaB = (b[2] - b[0] + 1) * (b[3] - b[1] + 1)
@@ -133,6 +167,6 @@ public enum RetinaFaceDecoder {
                 return !(inter / (areaB + areaC - inter) <= iou)
             }
         }
-        return kept
+        return Detections(faces: kept, truncated: false)
     }
 }

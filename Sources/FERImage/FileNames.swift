@@ -56,4 +56,67 @@ public enum FileNames {
             try buffer.withMemoryRebound(to: CChar.self) { try body($0.baseAddress!) }
         }
     }
+
+    /// The last component of `path` without its extension (`photos/t1.jpg` -> `t1`; a name that is
+    /// all extension, `.hidden`, stays whole).
+    public static func stem(of path: [UInt8]) -> [UInt8] {
+        let slash = UInt8(ascii: "/"), dot = UInt8(ascii: ".")
+        var name = path
+        while name.count > 1, name.last == slash { name.removeLast() }
+        if let i = name.lastIndex(of: slash) { name = Array(name[(i + 1)...]) }
+        if let i = name.lastIndex(of: dot), i > 0 { name = Array(name[..<i]) }
+        return name
+    }
+
+    /// `directory` + `/` + `name`, as bytes.
+    public static func join(_ directory: [UInt8], _ name: [UInt8]) -> [UInt8] {
+        directory.last == UInt8(ascii: "/") ? directory + name : directory + [UInt8(ascii: "/")] + name
+    }
+
+    /// Writes `bytes` to the file named by `path` (created with mode 0644, or truncated), through a
+    /// temporary file in the same directory renamed over it, so a reader never sees half a file.
+    public static func write(_ bytes: [UInt8], to path: [UInt8]) throws(FileWriteError) {
+        let temporary = path + Array(".part-\(getpid())".utf8)
+        let fd = withCString(temporary) { open($0, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
+        guard fd >= 0 else { throw FileWriteError(path: display(path), reason: String(cString: strerror(errno))) }
+        var written = 0
+        while written < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + written, bytes.count - written) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else {
+                let reason = String(cString: strerror(errno))
+                close(fd)
+                _ = withCString(temporary) { unlink($0) }
+                throw FileWriteError(path: display(path), reason: reason)
+            }
+            written += n
+        }
+        guard close(fd) == 0, withCString(temporary, { t in withCString(path) { rename(t, $0) } }) == 0 else {
+            let reason = String(cString: strerror(errno))
+            _ = withCString(temporary) { unlink($0) }
+            throw FileWriteError(path: display(path), reason: reason)
+        }
+    }
+
+    /// Makes the directory named by `path` (and its parents) unless it exists; throws when a
+    /// component is not a directory or cannot be made.
+    public static func makeDirectory(_ path: [UInt8]) throws(FileWriteError) {
+        var info = stat()
+        if withCString(path, { stat($0, &info) }) == 0 {
+            guard (info.st_mode & S_IFMT) == S_IFDIR else { throw FileWriteError(path: display(path), reason: "exists and is not a directory") }
+            return
+        }
+        let parent = Array(path[..<(path.lastIndex(of: UInt8(ascii: "/")) ?? 0)])
+        if !parent.isEmpty { try makeDirectory(parent) }
+        guard withCString(path, { mkdir($0, 0o755) }) == 0 || errno == EEXIST else {
+            throw FileWriteError(path: display(path), reason: String(cString: strerror(errno)))
+        }
+    }
+}
+
+/// A file that could not be written, with the path (shown as ``FileNames/display(_:)``) and why.
+public struct FileWriteError: Error, Equatable, Sendable, CustomStringConvertible {
+    public let path: String
+    public let reason: String
+    public var description: String { "\(path): cannot write: \(reason)" }
 }

@@ -52,9 +52,7 @@ public struct Classification: Sendable, Equatable {
 /// let result = try classifier.classify(encoded: Array(pngData))
 /// print(result.label!, result.probability!)
 /// ```
-public final class FERClassifier: @unchecked Sendable {
-    // Safety of @unchecked Sendable: `idle` and `created` are only touched under `lock`; everything
-    // else is immutable.
+public final class FERClassifier: Sendable {
     /// The model every call runs.
     public let model: FERModel
     /// Label names in class order (classifiers), nil for embedders.
@@ -65,9 +63,7 @@ public final class FERClassifier: @unchecked Sendable {
     public let threads: Int
     /// Sessions kept for reuse between calls; sessions given back beyond these are freed.
     public let maxIdleSessions: Int
-    private let lock = NSLock()
-    private var idle: [InferenceSession] = []
-    private var created = 0
+    private let sessions: SessionPool
 
     /// The default ``maxIdleSessions``: as many sessions as can run at once on this machine's cores
     /// with `threads` threads each, and at least 2. More concurrent callers still get a session
@@ -96,6 +92,7 @@ public final class FERClassifier: @unchecked Sendable {
         } else {
             self.labels = nil
         }
+        sessions = SessionPool(model: model, batch: maxBatch, threads: threads, maxIdle: self.maxIdleSessions)
     }
 
     /// Loads a model file (any checkpoint form the importer reads, or a fused `.safetensors`).
@@ -113,18 +110,10 @@ public final class FERClassifier: @unchecked Sendable {
     }
 
     /// Sessions waiting in the pool now (at most ``maxIdleSessions``).
-    public var idleSessionCount: Int {
-        lock.lock()
-        defer { lock.unlock() }
-        return idle.count
-    }
+    public var idleSessionCount: Int { sessions.idleCount }
 
     /// Sessions made so far: one per call that found no idle session.
-    public var sessionsCreated: Int {
-        lock.lock()
-        defer { lock.unlock() }
-        return created
-    }
+    public var sessionsCreated: Int { sessions.createdCount }
 
     /// Classifies one decoded RGB image (any size; resized as the authors' evaluation does).
     public func classify(_ image: RGBImage) throws -> Classification {
@@ -202,8 +191,14 @@ public final class FERClassifier: @unchecked Sendable {
             for sample in runnable { packed += input[sample * plane..<(sample + 1) * plane] }
             source = packed
         }
-        let session = borrow()
-        defer { giveBack(session) }
+        try sessions.withSession { session in try run(session, source, channelsLast: channelsLast, runnable: runnable, into: &results) }
+        return results.map { $0! }
+    }
+
+    /// Runs the `runnable` samples packed in `source` through `session` in passes of ``maxBatch``.
+    private func run(_ session: InferenceSession, _ source: [Float], channelsLast: Bool, runnable: [Int],
+                     into results: inout [Result<Classification, ClassifierError>?]) throws {
+        let plane = ModelInput.shape.reduce(1, *)
         let width = model.outputWidth
         var start = 0
         while start < runnable.count {
@@ -232,7 +227,6 @@ public final class FERClassifier: @unchecked Sendable {
             }
             start += n
         }
-        return results.map { $0! }
     }
 
     /// Index of the first NaN or infinity in `values`, or nil.
@@ -250,21 +244,6 @@ public final class FERClassifier: @unchecked Sendable {
         let pixel = index % (size * size)
         return (index / (size * size), pixel / size, pixel % size)
     }
-
-    private func borrow() -> InferenceSession {
-        lock.lock()
-        let session = idle.popLast()
-        if session == nil { created += 1 }
-        lock.unlock()
-        return session ?? model.makeSession(batch: maxBatch, threads: threads)
-    }
-
-    /// Returns `session` to the pool, or frees it when the pool already holds ``maxIdleSessions``.
-    private func giveBack(_ session: InferenceSession) {
-        lock.lock()
-        if idle.count < maxIdleSessions { idle.append(session) }
-        lock.unlock()
-    }
 }
 
 /// Why a classifier could not be made, or why it refused one sample.
@@ -273,6 +252,8 @@ public enum ClassifierError: Error, Equatable, CustomStringConvertible {
     case labelCount(expected: Int, got: Int)
     /// No model was given and the default one was not found.
     case noModel
+    /// No detector was given and the default one was not found.
+    case noDetector
     /// The model gives neither logits nor an embedding (the face detector).
     case notAClassifier(String)
     /// Input sample `sample` (0-based, in the call) holds a NaN or infinity, the first at
@@ -298,6 +279,8 @@ public enum ClassifierError: Error, Equatable, CustomStringConvertible {
         case .labelCount(let expected, let got): return "\(got) label names for a model with \(expected) classes"
         case .notAClassifier(let architecture): return "\(architecture) is a face detector, not a classifier or embedder"
         case .noModel: return "no model given and \(DefaultModel.relativePath) not found (pass --model FILE or set FER_MODEL)"
+        case .noDetector:
+            return "no detector given and \(DefaultModel.detectorRelativePath) not found (pass --detector FILE or set FER_DETECTOR)"
         case .nonFiniteInput(_, let channel, let y, let x):
             return "input value at channel \(channel), row \(y), column \(x) is NaN or infinite; inputs must be finite normalised values"
         case .nonFiniteOutput:

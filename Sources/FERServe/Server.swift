@@ -42,6 +42,8 @@ public struct ServerSettings: Sendable {
 /// - `POST /v1/classify`: a PNG or JPEG body (`image/png`, `image/jpeg` or
 ///   `application/octet-stream`), or `multipart/form-data` with one image per file part (other
 ///   fields are ignored); answers JSON like `fer-infer --json`.
+/// - `POST /v1/analyze` (with a face analyzer): the same bodies, each a photo whose faces are found,
+///   aligned and classified; answers JSON like `fer-infer --json` on photos (`faces` per image).
 /// - `GET` or `HEAD /healthz`: `{"status": "ok", ...}`.
 /// - `GET` or `HEAD /metrics`: Prometheus text (see ``ServiceMetrics``).
 ///
@@ -49,18 +51,24 @@ public struct ServerSettings: Sendable {
 /// a known path with another method gets 405 with `Allow`.
 public struct FERService: Sendable {
     public let classifier: FERClassifier
+    /// The photo pipeline behind `/v1/analyze` (nil: that route answers 501).
+    public let analyzer: FaceAnalyzer?
     public let settings: ServerSettings
     public let metrics: ServiceMetrics
     private let pool: WorkerPool
     private let beforeEachImage: (@Sendable (_ input: String) -> Void)?
 
     /// The routes and the methods each takes.
-    static let routes: [String: [String]] = ["/v1/classify": ["POST"], "/healthz": ["GET", "HEAD"], "/metrics": ["GET", "HEAD"]]
+    static let routes: [String: [String]] = [
+        "/v1/classify": ["POST"], "/v1/analyze": ["POST"], "/healthz": ["GET", "HEAD"], "/metrics": ["GET", "HEAD"],
+    ]
 
     /// `beforeEachImage` runs on the worker thread before each image is decoded, with the image's
     /// name: a hook for tests and fault injection (a slow one stands for a slow classification).
-    public init(classifier: FERClassifier, settings: ServerSettings, beforeEachImage: (@Sendable (_ input: String) -> Void)? = nil) {
+    public init(classifier: FERClassifier, analyzer: FaceAnalyzer? = nil, settings: ServerSettings,
+                beforeEachImage: (@Sendable (_ input: String) -> Void)? = nil) {
         self.classifier = classifier
+        self.analyzer = analyzer
         self.settings = settings
         self.beforeEachImage = beforeEachImage
         let metrics = ServiceMetrics(model: classifier.model.architecture.description)
@@ -81,6 +89,7 @@ public struct FERService: Sendable {
         }
         router.head("metrics") { _, _ in Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"]) }
         router.post("v1/classify") { request, context in try await classify(request, context: context) }
+        router.post("v1/analyze") { request, context in try await analyze(request, context: context) }
         return router
     }
 
@@ -107,7 +116,8 @@ public struct FERService: Sendable {
         try await application().runService()
     }
 
-    private func classify(_ request: Request, context: FERRequestContext) async throws -> Response {
+    /// The images of a request: the body itself, or every file part of a multipart body; and whether it was multipart.
+    private func images(of request: Request) async throws -> (inputs: [Multipart.FilePart], isMultipart: Bool) {
         let rawType = request.headers[.contentType] ?? ""
         let contentType = try HeaderValue(parsing: rawType)
         let inputs: [Multipart.FilePart]
@@ -132,6 +142,11 @@ public struct FERService: Sendable {
         } else {
             throw ServiceError(.unsupportedMediaType(rawType))
         }
+        return (inputs, isMultipart)
+    }
+
+    private func classify(_ request: Request, context: FERRequestContext) async throws -> Response {
+        let (inputs, isMultipart) = try await images(of: request)
         let classifier = self.classifier
         let options = ImageDecodingOptions(maxPixels: settings.maxPixels, maxFileBytes: settings.maxBodyBytes)
         let hook = beforeEachImage
@@ -144,6 +159,38 @@ public struct FERService: Sendable {
             var record = result.classification.jsonFields(labels: classifier.labels)
             record["input"] = result.input
             record["timing_ms"] = ["decode": result.decodeMs, "inference": result.inferenceMs, "total": result.decodeMs + result.inferenceMs]
+            return record
+        }
+        return json(.ok, isMultipart ? ["results": records] as [String: Any] : records[0])
+    }
+
+    private func analyze(_ request: Request, context: FERRequestContext) async throws -> Response {
+        guard let analyzer else { throw ServiceError(.noAnalyzer) }
+        let (inputs, isMultipart) = try await images(of: request)
+        let options = ImageDecodingOptions(maxPixels: settings.maxPixels, maxFileBytes: settings.maxBodyBytes)
+        let hook = beforeEachImage
+        let results = try await pool.run(waitLimit: settings.requestTimeout, deadline: settings.deadline) { job in
+            try inputs.map { input -> (String, PhotoAnalysis, Double) in
+                try job.check("while decoding \(input.name)")
+                hook?(input.name)
+                let start = DispatchTime.now().uptimeNanoseconds
+                let image: RGBImage
+                do { image = try ImageDecoder.decode(bytes: input.bytes, path: input.name, options: options).image } catch {
+                    throw ServiceError(.image(input: input.name, message: (error as? ImageError)?.message ?? "\(error)"))
+                }
+                let decodeMs = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
+                try job.check("while analysing \(input.name)")
+                return (input.name, try analyzer.analyze(image), decodeMs)
+            }
+        }
+        context.outcome.set(images: results.count)
+        metrics.recordImages(results.count)
+        metrics.recordFaces(results.reduce(0) { $0 + $1.1.faces.count })
+        let records = results.map { (name, analysis, decodeMs) -> [String: Any] in
+            var record = analysis.jsonFields(labels: analyzer.classifier.labels)
+            record["input"] = name
+            let t = analysis.timing
+            record["timing_ms"] = ["decode": decodeMs, "detect": t.detect, "align": t.align, "classify": t.classify]
             return record
         }
         return json(.ok, isMultipart ? ["results": records] as [String: Any] : records[0])

@@ -26,6 +26,8 @@ public struct ServiceError: Error, Equatable, Sendable, CustomStringConvertible 
         case notFound(method: String, path: String)
         /// An error the HTTP framework raised, with its status.
         case http(HTTPResponse.Status, message: String)
+        /// `/v1/analyze` on a service started without a face detector.
+        case noAnalyzer
         /// Anything else (the underlying error's text).
         case internalError(String)
     }
@@ -46,6 +48,7 @@ public struct ServiceError: Error, Equatable, Sendable, CustomStringConvertible 
         case .notFound: .notFound
         case .http(let status, _): status
         case .internalError: .internalServerError
+        case .noAnalyzer: .notImplemented
         }
     }
 
@@ -65,6 +68,7 @@ public struct ServiceError: Error, Equatable, Sendable, CustomStringConvertible 
         case .notFound(let method, let path): "no route for \(method) \(path)"
         case .http(_, let message): message
         case .internalError(let text): text
+        case .noAnalyzer: "this service has no face detector: start fer-serve with a --detector to use /v1/analyze"
         }
     }
 

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Dispatch
 import FEREngine
+import FERImage
+import FERRuntime
 import Foundation
 
 struct Bench: ParsableCommand {
@@ -11,10 +13,15 @@ struct Bench: ParsableCommand {
             normalised inputs. Reports latency percentiles per batch, images per second, peak resident
             memory of the process and the model's load time (import + fold + pack).
 
+            With --photo FILE, times the whole-photo pipeline on that image instead: decoding (from
+            memory), detection (its network alone too), alignment and classification of every face,
+            each reported separately; load time covers both models.
+
             Examples:
               fer-infer bench --batch 1 --threads 1
               fer-infer bench --batch 32 --threads 2 --json
               fer-infer bench --profile
+              fer-infer bench --photo group.jpg --detect-size 640 --json
             """)
 
     @Option(help: "Model file (default: \(ModelLocator.defaultName)).")
@@ -38,6 +45,15 @@ struct Bench: ParsableCommand {
     @Flag(help: "Also print where the time goes, per stage and operation (single-threaded passes).")
     var profile = false
 
+    @Option(help: "Time the whole-photo pipeline on this PNG or JPEG instead of the classifier alone.")
+    var photo: String?
+
+    @Option(help: "Face detector for --photo (default: \(DefaultModel.detectorRelativePath)).")
+    var detector: String?
+
+    @Option(name: .customLong("detect-size"), help: "Long side of the detector input for --photo.")
+    var detectSize = FaceDetectionOptions().detectSize
+
     func validate() throws {
         guard batch >= 1, threads >= 1, iterations >= 1, warmup >= 0 else {
             throw ValidationError("--batch, --threads and --iterations must be at least 1, --warmup at least 0")
@@ -45,6 +61,7 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
+        if let photo { return try runPhoto(photo) }
         let path = try ModelLocator.resolve(model)
         let loadStart = DispatchTime.now().uptimeNanoseconds
         let model: FERModel
@@ -121,6 +138,71 @@ struct Bench: ParsableCommand {
                 }
             }
         }
+    }
+}
+
+extension Bench {
+    /// The photo mode: every stage of the pipeline timed over `iterations` runs.
+    func runPhoto(_ photo: String) throws {
+        guard !profile, batch == 1 else { throw ValidationError("--photo times one photo: --profile and --batch do not apply") }
+        let bytes: [UInt8]
+        do { bytes = try ImageDecoder.readFile(pathBytes: Array(photo.utf8), maxBytes: ImageDecodingOptions.default.maxFileBytes) } catch { throw CLIError("\(error)") }
+        let path = try ModelLocator.resolve(model)
+        let loadStart = DispatchTime.now().uptimeNanoseconds
+        let analyzer: FaceAnalyzer
+        do {
+            let classifier = try FERClassifier(model: try FERModel(contentsOf: path), maxBatch: 8, threads: threads)
+            analyzer = try FaceAnalyzer(detectorPath: detector, classifier: classifier,
+                                        options: FaceDetectionOptions(detectSize: detectSize), threads: threads)
+        } catch { throw CLIError("\(error)") }
+        let loadMs = Double(DispatchTime.now().uptimeNanoseconds - loadStart) / 1e6
+
+        let stageNames = ["decode", "detect", "detect_network", "align", "classify", "total"]
+        var times: [String: [Double]] = [:]
+        var last: PhotoAnalysis?
+        for i in 0..<(warmup + iterations) {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let image: RGBImage
+            do { image = try ImageDecoder.decode(bytes: bytes, path: photo).image } catch { throw CLIError("\(error)") }
+            let decodeMs = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
+            let analysis: PhotoAnalysis
+            do { analysis = try analyzer.analyze(image) } catch { throw CLIError("\(photo): \(error)") }
+            let totalMs = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
+            guard i >= warmup else { continue }
+            let t = analysis.timing
+            for (name, ms) in zip(stageNames, [decodeMs, t.detect, t.detectNetwork, t.align, t.classify, totalMs]) {
+                times[name, default: []].append(ms)
+            }
+            last = analysis
+        }
+        let analysis = last!
+        var stages: [String: [String: Double]] = [:]
+        for name in stageNames {
+            let sorted = times[name]!.sorted()
+            func percentile(_ p: Double) -> Double { sorted[min(sorted.count - 1, Int((p / 100 * Double(sorted.count - 1)).rounded()))] }
+            stages[name] = ["p50_ms": percentile(50), "p90_ms": percentile(90), "min_ms": sorted[0],
+                            "mean_ms": sorted.reduce(0, +) / Double(sorted.count)]
+        }
+        if json {
+            let object: [String: Any] = [
+                "mode": "photo", "input": photo, "width": analysis.width, "height": analysis.height,
+                "detector_input": [analysis.detectorWidth, analysis.detectorHeight], "faces": analysis.faces.count,
+                "model": path, "threads": threads, "iterations": iterations, "stages": stages,
+                "load_ms": loadMs, "peak_rss_mb": peakResidentMegabytes(),
+            ]
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+            return
+        }
+        print("\(photo): \(analysis.width)x\(analysis.height), detector input \(analysis.detectorWidth)x\(analysis.detectorHeight), "
+              + "\(analysis.faces.count) face\(analysis.faces.count == 1 ? "" : "s"), \(threads) thread\(threads == 1 ? "" : "s"), \(iterations) runs")
+        for name in stageNames {
+            let st = stages[name]!
+            let shown = name == "detect_network" ? "  (network)" : name
+            print(String(format: "%@ p50 %8.2f ms  p90 %8.2f ms  min %8.2f ms", shown.padding(toLength: 12, withPad: " ", startingAt: 0),
+                         st["p50_ms"]!, st["p90_ms"]!, st["min_ms"]!))
+        }
+        print(String(format: "models load: %.1f ms   peak RSS: %.1f MB", loadMs, peakResidentMegabytes()))
     }
 }
 

@@ -8,22 +8,34 @@ import Foundation
 
 struct Classify: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Classify face images (or embed them, for LFN/MFN models).",
+        abstract: "Classify faces in photos and face crops (or embed them, for LFN/MFN models).",
         discussion: """
-            Inputs are PNG or JPEG images (any size; resized to 112x112 exactly as the authors' evaluation
-            transform does, with PIL's bilinear filter, then normalised with the ImageNet mean and std),
-            directories (the .png/.jpg/.jpeg images inside them), or NumPy .npy float32 arrays shaped
-            [N,3,112,112] or [3,112,112] that are already normalised.
-            The model expects aligned 112x112 face crops: other images still work and get a one-line note.
+            Inputs are PNG or JPEG images, directories (the .png/.jpg/.jpeg images inside them), or NumPy \
+            .npy float32 arrays shaped [N,3,112,112] or [3,112,112] that are already normalised.
 
-            Output: one line per image with the top label and its probability (--top-k for more);
-            --json prints, per image, input, label, probability, labels, logits, probabilities and timing.
-            Exit status: 0 all inputs classified, 1 some inputs failed (each named on stderr; the others
-            are still classified, and --json output stays valid), 2 usage errors. A .npy sample holding
+            An image of exactly 112x112 is taken as an aligned face crop and classified as it is. Any other \
+            image is a photo: RetinaFace (--detector, default \(DefaultModel.detectorRelativePath)) finds \
+            every face on the photo shrunk to --detect-size, each face is aligned to 112x112 on its five \
+            landmarks as the LFNSB authors did, and classified. --detect and --no-detect force either way \
+            (--no-detect resizes the whole image to 112x112 as the authors' evaluation transform does, with a note).
+
+            Output: one line per crop with the top label and its probability (--top-k for more), or one line \
+            per face (`photo.jpg face 1 (x1,y1,x2,y2) 0.99: Happiness 0.830`, best face first; a photo \
+            without a face says so and is not an error). --json prints per crop input, label, probability, \
+            labels, logits, probabilities and timing, and per photo input, width, height and faces (box, \
+            score, landmarks and the same fields per face). --crops DIR writes each aligned face as \
+            DIR/<stem>_face<k>.png (k from 0, best first); --annotate DIR writes each photo with its faces' \
+            boxes, landmarks and labels drawn as DIR/<stem>.png.
+
+            Exit status: 0 all inputs classified, 1 some inputs failed (each named on stderr; the others \
+            are still classified, and --json output stays valid), 2 usage errors. A .npy sample holding \
             NaN or infinity, or whose outputs overflow, fails alone, named as FILE[SAMPLE].
 
             Examples:
               fer-infer face.png
+              fer-infer group.jpg
+              fer-infer --json --crops crops/ photos/
+              fer-infer --annotate annotated/ group.jpg
               fer-infer --top-k 3 crops/
               fer-infer classify --json --model my-lfnsb.pth --labels affectnet7 a.jpg b.png
               fer-infer classify --batch 32 --threads 2 crops/
@@ -54,12 +66,46 @@ struct Classify: ParsableCommand {
     @Option(name: .customLong("max-pixels"), help: "Refuse images with more pixels than this (decompression bombs); 0 for no limit.")
     var maxPixels = ImageDecodingOptions.pilMaxImagePixels
 
+    @Flag(inversion: .prefixedNo, help: "Detect faces in every image (--detect) or in none (--no-detect). Default: in every image that is not 112x112.")
+    var detect: Bool?
+
+    @Option(help: "Face detector (RetinaFace checkpoint). Default: \(DefaultModel.detectorRelativePath).")
+    var detector: String?
+
+    @Option(name: .customLong("detect-size"), help: "Long side of the detector input; larger photos are shrunk to it, never enlarged.")
+    var detectSize = FaceDetectionOptions().detectSize
+
+    @Option(name: .customLong("detect-threshold"), help: "Minimum face score, in [0, 1).")
+    var detectThreshold = FaceDetectionOptions().threshold
+
+    @Option(name: .customLong("max-faces"), help: "Most faces classified per photo, best first.")
+    var maxFaces = FaceDetectionOptions().maxFaces
+
+    @Option(help: "Write each aligned face as DIR/<input stem>_face<k>.png (k from 0, best first; made if missing).")
+    var crops: String?
+
+    @Option(help: "Write each photo with its faces' boxes, landmarks and labels drawn as DIR/<input stem>.png (made if missing).")
+    var annotate: String?
+
+    /// The detection options the flags give.
+    var detectionOptions: FaceDetectionOptions {
+        FaceDetectionOptions(detectSize: detectSize, threshold: detectThreshold, maxFaces: maxFaces)
+    }
+
     func validate() throws {
         guard !inputs.isEmpty else { throw ValidationError("no inputs: give image files, directories or .npy files") }
         guard topK >= 1 else { throw ValidationError("--top-k must be at least 1") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
         guard maxPixels >= 0 else { throw ValidationError("--max-pixels must be 0 (no limit) or positive") }
+        guard detectSize >= 16 else { throw ValidationError("--detect-size must be at least 16") }
+        guard detectThreshold.isFinite, detectThreshold >= 0, detectThreshold < 1 else {
+            throw ValidationError("--detect-threshold must be in [0, 1)")
+        }
+        guard maxFaces >= 1 else { throw ValidationError("--max-faces must be at least 1") }
+        if detect == false, crops != nil || annotate != nil {
+            throw ValidationError("--crops and --annotate need face detection; drop --no-detect")
+        }
     }
 
     /// One model input: a preprocessed image, or one sample of a .npy batch.
@@ -80,7 +126,7 @@ struct Classify: ParsableCommand {
             throw CLIError("\(modelPath): \(error)")
         }
         guard model.outputWidth > 0 else { throw CLIError("\(modelPath): \(ClassifierError.notAClassifier(model.architecture.description))") }
-        let names = try labelNames(for: model)
+        let names = try Classify.labelNames(labels, for: model)
         // Made at the first forward pass, sized to it: a single image never pays for a batch of buffers.
         var classifier: FERClassifier?
         let options = ImageDecodingOptions(maxPixels: maxPixels == 0 ? nil : maxPixels)
@@ -120,24 +166,100 @@ struct Classify: ParsableCommand {
                     fail("\(sample.shown): \(error.problem)")
                     continue
                 }
-                var record = result.jsonFields(labels: names)
+                var record = fields(result, names: names)
                 record["input"] = sample.input
                 if let n = sample.sample { record["sample"] = n }
                 record["timing_ms"] = ["decode": sample.decodeMs, "preprocess": sample.preprocessMs, "inference": inferenceMs]
-                if result.label != nil {
-                    let order = result.top(topK)
-                    if topK > 1 {
-                        record["top_k"] = order.map { ["label": names[$0], "index": $0, "probability": result.probabilities[$0]] as [String: Any] }
-                    }
-                    if !json {
-                        let top = order.map { "\(names[$0]) \(String(format: "%.3f", result.probabilities[$0]))" }
-                        print("\(sample.shown): \(top.joined(separator: ", "))")
-                    }
-                } else if !json, let embedding = result.embedding {
-                    print("\(sample.shown): embedding (\(embedding.count) values) \(embedding.prefix(4).map { String(format: "%.4f", $0) }.joined(separator: " ")) ...")
-                }
+                if !json { print("\(sample.shown): \(summary(result, names: names))") }
                 records.append(record)
             }
+        }
+        // The detector is loaded for the first photo: crop-only runs never pay for it.
+        var analyzer: FaceAnalyzer?
+        func faceAnalyzer() throws -> FaceAnalyzer {
+            if let analyzer { return analyzer }
+            let path: String
+            do { path = try DefaultModel.resolveDetector(detector) } catch { throw CLIError("\(error)") }
+            if classifier == nil {
+                classifier = try FERClassifier(model: model, labels: names.isEmpty ? nil : names, maxBatch: batch, threads: threads)
+            }
+            do {
+                analyzer = try FaceAnalyzer(detector: try FERModel(contentsOf: path), classifier: classifier!,
+                                            options: detectionOptions, threads: threads)
+            } catch { throw CLIError("\(path): \(error)") }
+            return analyzer!
+        }
+        // --crops: the directory made once; stems already written, so two inputs never share crop names.
+        let cropDirectory = crops.map { FileNames.commandLineBytes(for: [$0])[0] }
+        if let cropDirectory {
+            do { try FileNames.makeDirectory(cropDirectory) } catch { throw CLIError("--crops: \(error)") }
+        }
+        var cropStems: [[UInt8]: String] = [:]
+        /// Writes the aligned faces of `analysis` as DIR/<stem>_face<k>.png; returns their names (nil where not written).
+        func writeCrops(_ analysis: PhotoAnalysis, path: String, raw: [UInt8]) -> [String?] {
+            guard let cropDirectory, !analysis.faces.isEmpty else { return analysis.faces.map { _ in nil } }
+            let stem = FileNames.stem(of: raw)
+            if let other = cropStems[stem], other != path {
+                fail("\(path): its crops would overwrite those of \(other) (same name \(FileNames.display(stem))_face<k>.png in \(crops!)); crops not written")
+                return analysis.faces.map { _ in nil }
+            }
+            cropStems[stem] = path
+            return analysis.faces.enumerated().map { k, face in
+                let file = FileNames.join(cropDirectory, stem + Array("_face\(k).png".utf8))
+                do {
+                    try FileNames.write(try PNGEncoding.encode(face.alignment.image), to: file)
+                    return FileNames.display(file)
+                } catch {
+                    fail("\(path): face \(k + 1): \(error)")
+                    return nil
+                }
+            }
+        }
+        let annotateDirectory = annotate.map { FileNames.commandLineBytes(for: [$0])[0] }
+        if let annotateDirectory {
+            do { try FileNames.makeDirectory(annotateDirectory) } catch { throw CLIError("--annotate: \(error)") }
+        }
+        var annotatedStems: [[UInt8]: String] = [:]
+        /// Writes the photo with its faces drawn as DIR/<stem>.png; returns the file's name (nil when not written).
+        func writeAnnotated(_ analysis: PhotoAnalysis, image: RGBImage, path: String, raw: [UInt8]) -> String? {
+            guard let annotateDirectory else { return nil }
+            let stem = FileNames.stem(of: raw)
+            if let other = annotatedStems[stem], other != path {
+                fail("\(path): its annotated copy would overwrite that of \(other) (same name \(FileNames.display(stem)).png in \(annotate!)); not written")
+                return nil
+            }
+            annotatedStems[stem] = path
+            let file = FileNames.join(annotateDirectory, stem + Array(".png".utf8))
+            do {
+                try FileNames.write(try PNGEncoding.encode(try Annotation.draw(analysis, on: image)), to: file)
+                return FileNames.display(file)
+            } catch {
+                fail("\(path): --annotate: \(error)")
+                return nil
+            }
+        }
+        func report(_ analysis: PhotoAnalysis, image: RGBImage, path: String, raw: [UInt8], decodeMs: Double) {
+            if analysis.truncated {
+                FileHandle.standardError.write(Data("fer-infer: \(path): more than \(maxFaces) faces above the threshold; the \(maxFaces) best are reported (--max-faces)\n".utf8))
+            }
+            var record = analysis.jsonFields(labels: names)
+            let cropFiles = writeCrops(analysis, path: path, raw: raw)
+            record["faces"] = zip(analysis.faces, cropFiles).map { face, crop in
+                var fields = fields(face.classification, names: names).merging(face.jsonFields(labels: names)) { $1 }
+                if let crop { fields["crop"] = crop }
+                return fields
+            }
+            for (k, analyzed) in analysis.faces.enumerated() where !json {
+                let face = analyzed.face
+                let box = face.box.map { String(Int($0.rounded())) }.joined(separator: ",")
+                print("\(path) face \(k + 1) (\(box)) \(String(format: "%.2f", face.score)): \(summary(analyzed.classification, names: names))")
+            }
+            if analysis.faces.isEmpty, !json { print("\(path): no face found") }
+            let t = analysis.timing
+            record["input"] = path
+            if let annotated = writeAnnotated(analysis, image: image, path: path, raw: raw) { record["annotated"] = annotated }
+            record["timing_ms"] = ["decode": decodeMs, "detect": t.detect, "align": t.align, "classify": t.classify]
+            records.append(record)
         }
         func enqueue(_ sample: Sample) throws {
             pending.append(sample)
@@ -147,6 +269,10 @@ struct Classify: ParsableCommand {
         for raw in expand(FileNames.commandLineBytes(for: inputs), failing: fail) {
             let path = FileNames.display(raw)
             if path.lowercased().hasSuffix(".npy") {
+                if detect == true {
+                    fail("\(path): --detect needs images; a .npy array holds model inputs, already cropped and normalised")
+                    continue
+                }
                 do {
                     // Read by the name's bytes (it need not be UTF-8), as a regular file of bounded size.
                     let bytes: [UInt8]
@@ -181,7 +307,21 @@ struct Classify: ParsableCommand {
                 continue
             }
             let t1 = DispatchTime.now().uptimeNanoseconds
-            for note in decoded.notes { FileHandle.standardError.write(Data("fer-infer: \(note)\n".utf8)) }
+            let isPhoto = detect ?? !(decoded.image.width == ModelInput.size && decoded.image.height == ModelInput.size)
+            for note in decoded.notes {
+                if isPhoto, case .resizedToModelInput = note.kind { continue }
+                FileHandle.standardError.write(Data("fer-infer: \(note)\n".utf8))
+            }
+            if isPhoto {
+                try flush()  // results stay in input order
+                let analysis: PhotoAnalysis
+                do { analysis = try faceAnalyzer().analyze(decoded.image) } catch let error as CLIError { throw error } catch {
+                    fail("\(path): \(error)")
+                    continue
+                }
+                report(analysis, image: decoded.image, path: path, raw: raw, decodeMs: Double(t1 - t0) / 1e6)
+                continue
+            }
             let tensor = Preprocessing.modelInputChannelsLast(decoded.image)
             let t2 = DispatchTime.now().uptimeNanoseconds
             try enqueue(Sample(input: path, sample: nil, data: tensor.data[...],
@@ -201,6 +341,24 @@ struct Classify: ParsableCommand {
         if failures > 0 { throw ExitCode(1) }
     }
 
+    /// The JSON fields of one result, with `top_k` when more than one label is asked for.
+    private func fields(_ result: Classification, names: [String]) -> [String: Any] {
+        var record = result.jsonFields(labels: names)
+        if result.label != nil, topK > 1 {
+            record["top_k"] = result.top(topK).map { ["label": names[$0], "index": $0, "probability": result.probabilities[$0]] as [String: Any] }
+        }
+        return record
+    }
+
+    /// The text after `input:` for one result: the top labels with probabilities, or an embedding's start.
+    private func summary(_ result: Classification, names: [String]) -> String {
+        if result.label != nil {
+            return result.top(topK).map { "\(names[$0]) \(String(format: "%.3f", result.probabilities[$0]))" }.joined(separator: ", ")
+        }
+        let embedding = result.embedding ?? []
+        return "embedding (\(embedding.count) values) \(embedding.prefix(4).map { String(format: "%.4f", $0) }.joined(separator: " ")) ..."
+    }
+
     /// Largest `.npy` file read: 4 GiB, about 28,000 normalised 112x112 images.
     static let maxArrayFileBytes = 1 << 32
 
@@ -215,8 +373,9 @@ struct Classify: ParsableCommand {
         return paths
     }
 
-    /// Label names for a classifier (`class N` for an embedder's nothing); a count mismatch is a usage error.
-    private func labelNames(for model: FERModel) throws -> [String] {
+    /// Label names for a classifier (`class N` for an embedder's nothing) from a `--labels` choice;
+    /// a count mismatch is a usage error.
+    static func labelNames(_ labels: String?, for model: FERModel) throws -> [String] {
         guard let classes = model.architecture.classCount else { return [] }
         guard let choice = labels else {
             return LabelSet.names(forClasses: classes)

@@ -13,7 +13,7 @@ struct FerInfer: ParsableCommand {
             bare state_dict, DataParallel, whole pickled module, legacy format) or fused .safetensors
             files made by `fer-infer export`.
             """,
-        subcommands: [Classify.self, Inspect.self, Export.self, Bench.self, Flops.self],
+        subcommands: [Classify.self, Eval.self, Inspect.self, Export.self, Bench.self, Flops.self],
         defaultSubcommand: Classify.self)
 
     /// Exit status: 0 success, 1 some inputs or the model failed, 2 usage errors.

@@ -12,17 +12,20 @@ struct FerServe: AsyncParsableCommand {
         abstract: "Serve facial-expression classification over HTTP.",
         discussion: """
             Routes: POST /v1/classify (a PNG/JPEG body, or multipart/form-data with one image per part;
-            JSON like `fer-infer --json`), GET /healthz, GET /metrics (Prometheus text).
+            JSON like `fer-infer --json`), POST /v1/analyze (the same bodies as photos: every face found,
+            aligned and classified; JSON like `fer-infer --json` on photos), GET /healthz, GET /metrics
+            (Prometheus text).
             Errors are JSON: {"error": {"status": N, "message": "..."}}. SIGTERM or SIGINT stops it
             gracefully (requests in flight finish).
 
-            Environment: FER_SERVE_HOST, FER_SERVE_PORT, FER_MODEL, FER_SERVE_WORKERS,
+            Environment: FER_SERVE_HOST, FER_SERVE_PORT, FER_MODEL, FER_DETECTOR, FER_SERVE_WORKERS,
             FER_SERVE_MAX_BODY, FER_SERVE_TIMEOUT, FER_SERVE_DEADLINE, FER_SERVE_MAX_PIXELS,
             FER_SERVE_HEADER_TIMEOUT, FER_SERVE_IDLE_TIMEOUT, FER_SERVE_MAX_CONNECTIONS, FER_SERVE_LOG_LEVEL.
 
             Example:
               fer-serve --port 8080 --model weights/lfnsb7-seeded.pth
               curl --data-binary @face.png -H 'Content-Type: image/png' localhost:8080/v1/classify
+              curl --data-binary @group.jpg -H 'Content-Type: image/jpeg' localhost:8080/v1/analyze
             """)
 
     static let env = ProcessInfo.processInfo.environment
@@ -35,6 +38,18 @@ struct FerServe: AsyncParsableCommand {
 
     @Option(help: "Model file (.pth or fused .safetensors). Default: $FER_MODEL or \(DefaultModel.relativePath).")
     var model: String?
+
+    @Option(help: "Face detector for /v1/analyze (RetinaFace checkpoint). Default: $FER_DETECTOR or \(DefaultModel.detectorRelativePath).")
+    var detector: String?
+
+    @Option(name: .customLong("detect-size"), help: "Long side of the detector input; larger photos are shrunk to it.")
+    var detectSize = FaceDetectionOptions().detectSize
+
+    @Option(name: .customLong("detect-threshold"), help: "Minimum face score, in [0, 1).")
+    var detectThreshold = FaceDetectionOptions().threshold
+
+    @Option(name: .customLong("max-faces"), help: "Most faces classified per photo, best first.")
+    var maxFaces = FaceDetectionOptions().maxFaces
 
     @Option(help: "Classifications run at the same time.")
     var workers = Int(env["FER_SERVE_WORKERS"] ?? "") ?? ProcessInfo.processInfo.activeProcessorCount
@@ -71,6 +86,9 @@ struct FerServe: AsyncParsableCommand {
         for (name, value) in [("--timeout", timeout), ("--deadline", deadline), ("--header-timeout", headerTimeout), ("--idle-timeout", idleTimeout)] {
             guard value > 0, value <= 86_400 else { throw ValidationError("\(name) must be between 0 and 86400 seconds, got \(value)") }
         }
+        do { try FaceDetectionOptions(detectSize: detectSize, threshold: detectThreshold, maxFaces: maxFaces).validate() } catch {
+            throw ValidationError("\(error) (--detect-size, --detect-threshold, --max-faces)")
+        }
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")), got '\(logLevel)'")
         }
@@ -80,6 +98,16 @@ struct FerServe: AsyncParsableCommand {
         LoggingSystem.bootstrap(StreamLogHandler.standardError)
         let path = try DefaultModel.resolve(model)
         let classifier = try FERClassifier(contentsOf: path, maxBatch: 1)
+        let detectorPath = try DefaultModel.resolveDetector(detector)
+        let analyzer: FaceAnalyzer
+        do {
+            // The faces of one photo are classified together.
+            let faceClassifier = try FERClassifier(model: classifier.model, labels: classifier.labels, maxBatch: 8)
+            analyzer = try FaceAnalyzer(detectorPath: detectorPath, classifier: faceClassifier,
+                                        options: FaceDetectionOptions(detectSize: detectSize, threshold: detectThreshold, maxFaces: maxFaces))
+        } catch {
+            throw ValidationError("\(detectorPath): \(error)")
+        }
         var settings = ServerSettings()
         settings.host = host
         settings.port = port
@@ -92,7 +120,7 @@ struct FerServe: AsyncParsableCommand {
         settings.idleTimeout = idleTimeout
         settings.maxConnections = maxConnections
         settings.logLevel = Logger.Level(rawValue: logLevel) ?? .info
-        FileHandle.standardError.write(Data("fer-serve: \(classifier.model.architecture) from \(path), \(workers) workers, http://\(host):\(port)\n".utf8))
-        try await FERService(classifier: classifier, settings: settings).run()
+        FileHandle.standardError.write(Data("fer-serve: \(classifier.model.architecture) from \(path), detector \(detectorPath), \(workers) workers, http://\(host):\(port)\n".utf8))
+        try await FERService(classifier: classifier, analyzer: analyzer, settings: settings).run()
     }
 }

@@ -147,3 +147,95 @@ int fer_c_abi_burst(const char *weights, const unsigned char *png, size_t png_le
     if (failed >= 0) FAIL(3, "thread %d failed or differs from the sequential result", failed);
     return 0;
 }
+
+struct analyze_job { fer_analyzer *analyzer; const unsigned char *photo; size_t length; int faces; float first_box[4]; int status; };
+
+static void *analyze_job(void *arg) {
+    struct analyze_job *job = arg;
+    fer_analysis *analysis = NULL;
+    job->status = fer_analyze_encoded(job->analyzer, job->photo, job->length, &analysis);
+    if (job->status != FER_OK) return NULL;
+    job->faces = fer_analysis_face_count(analysis);
+    if (job->faces > 0) memcpy(job->first_box, fer_analysis_face_box(analysis, 0), sizeof(float) * 4);
+    fer_analysis_free(analysis);
+    return NULL;
+}
+
+int fer_c_abi_analyze(const char *weights, const char *detector, const unsigned char *photo, size_t length,
+                      const unsigned char *rgb, int width, int height, int capacity, int *faces,
+                      float *boxes, float *landmarks, float *scores, int *classes, unsigned char *first_crop,
+                      char *message, size_t message_size) {
+    fer_model *model = fer_model_load(weights);
+    if (!model) FAIL(1, "load failed: %s", fer_last_error());
+    // Bad options and a missing detector are refused with a message; nothing is made.
+    if (fer_analyzer_new(NULL, detector, 0, 0, 0) != NULL) FAIL(2, "NULL model accepted");
+    if (fer_analyzer_new(model, detector, 8, 0, 0) != NULL) FAIL(3, "detect size 8 accepted");
+    if (strstr(fer_last_error(), "detect size 8") == NULL) FAIL(4, "detect size message: %s", fer_last_error());
+    if (fer_analyzer_new(model, detector, 0, 1.5f, 0) != NULL) FAIL(5, "threshold 1.5 accepted");
+    if (fer_analyzer_new(model, "/no/such/detector.pth", 0, 0, 0) != NULL) FAIL(6, "missing detector accepted");
+    if (strstr(fer_last_error(), "/no/such/detector.pth") == NULL) FAIL(7, "missing detector message: %s", fer_last_error());
+    if (fer_analyzer_new(model, weights, 0, 0, 0) != NULL) FAIL(8, "a classifier accepted as the detector");
+
+    fer_analyzer *analyzer = fer_analyzer_new(model, detector, 0, 0, 0);
+    if (!analyzer) FAIL(9, "analyzer failed: %s", fer_last_error());
+    fer_model_free(model);  // the analyzer keeps what it needs
+
+    fer_analysis *analysis = NULL;
+    if (fer_analyze_encoded(analyzer, photo, length, &analysis) != FER_OK) FAIL(10, "analyze failed: %s", fer_last_error());
+    if (strcmp(fer_last_error(), "") != 0) FAIL(11, "error left after success: %s", fer_last_error());
+    int n = fer_analysis_face_count(analysis);
+    *faces = n;
+    if (fer_analysis_truncated(analysis) != 0) FAIL(12, "truncated with the default max faces");
+    for (int i = 0; i < n && i < capacity; i++) {
+        memcpy(boxes + 4 * i, fer_analysis_face_box(analysis, i), sizeof(float) * 4);
+        memcpy(landmarks + 10 * i, fer_analysis_face_landmarks(analysis, i), sizeof(float) * 10);
+        scores[i] = fer_analysis_face_score(analysis, i);
+        const fer_result *r = fer_analysis_face_result(analysis, i);
+        if (!r || !fer_result_label(r)) FAIL(13, "face %d has no classification", i);
+        classes[i] = fer_result_index(r);
+    }
+    if (n > 0) memcpy(first_crop, fer_analysis_face_crop(analysis, 0), 112 * 112 * 3);
+    if (fer_analysis_face_box(analysis, n) != NULL || fer_analysis_face_box(analysis, -1) != NULL) FAIL(14, "face index out of range answered");
+    if (fer_analysis_face_result(analysis, n) != NULL || fer_analysis_face_crop(analysis, n) != NULL) FAIL(15, "face index out of range answered");
+    if (fer_analysis_face_score(analysis, n) != 0 || fer_analysis_face_landmarks(analysis, n) != NULL) FAIL(16, "face index out of range answered");
+    fer_analysis_free(analysis);
+
+    // The same pixels, raw with padded rows: the same faces.
+    int stride = width * 3 + 7;
+    unsigned char *padded = calloc((size_t)stride * height, 1);
+    for (int y = 0; y < height; y++) memcpy(padded + (size_t)y * stride, rgb + (size_t)y * width * 3, (size_t)width * 3);
+    int status = fer_analyze_rgb(analyzer, padded, width, height, stride, &analysis);
+    free(padded);
+    if (status != FER_OK) FAIL(17, "analyze_rgb failed: %s", fer_last_error());
+    if (fer_analysis_face_count(analysis) != n) FAIL(18, "analyze_rgb found %d faces, encoded %d", fer_analysis_face_count(analysis), n);
+    if (n > 0 && memcmp(fer_analysis_face_box(analysis, 0), boxes, sizeof(float) * 4) != 0) FAIL(19, "analyze_rgb box differs");
+    fer_analysis_free(analysis);
+
+    // Error paths: codes and messages, the output cleared.
+    analysis = (fer_analysis *)0x1;
+    if (fer_analyze_encoded(analyzer, (const unsigned char *)"garbage", 7, &analysis) != FER_ERROR_IMAGE) FAIL(20, "garbage accepted");
+    if (analysis != NULL) FAIL(21, "analysis not cleared on failure");
+    if (strstr(fer_last_error(), "not a PNG or JPEG") == NULL) FAIL(22, "garbage message: %s", fer_last_error());
+    if (fer_analyze_encoded(analyzer, photo, length / 2, &analysis) != FER_ERROR_IMAGE) FAIL(23, "truncated photo accepted");
+    if (fer_analyze_encoded(analyzer, photo, 0, &analysis) != FER_ERROR_INVALID_ARGUMENT) FAIL(24, "length 0 accepted");
+    if (fer_analyze_encoded(NULL, photo, length, &analysis) != FER_ERROR_INVALID_ARGUMENT) FAIL(25, "NULL analyzer accepted");
+    if (fer_analyze_rgb(analyzer, rgb, width, height, width * 3 - 1, &analysis) != FER_ERROR_INVALID_ARGUMENT) FAIL(26, "short stride accepted");
+    if (fer_analyze_rgb(analyzer, rgb, 0, height, 0, &analysis) != FER_ERROR_INVALID_ARGUMENT) FAIL(27, "empty image accepted");
+
+    // Four threads at once find the same faces.
+    pthread_t threads[4];
+    struct analyze_job jobs[4];
+    for (int t = 0; t < 4; t++) {
+        jobs[t] = (struct analyze_job){analyzer, photo, length, -1, {0}, -1};
+        pthread_create(&threads[t], NULL, analyze_job, &jobs[t]);
+    }
+    for (int t = 0; t < 4; t++) pthread_join(threads[t], NULL);
+    for (int t = 0; t < 4; t++) {
+        if (jobs[t].status != FER_OK || jobs[t].faces != n) FAIL(28, "thread %d failed or found %d faces", t, jobs[t].faces);
+        if (n > 0 && memcmp(jobs[t].first_box, boxes, sizeof(float) * 4) != 0) FAIL(29, "thread %d differs", t);
+    }
+    fer_analyzer_free(analyzer);
+    fer_analyzer_free(NULL);
+    fer_analysis_free(NULL);
+    return 0;
+}

@@ -59,4 +59,39 @@ final class CABITests: XCTestCase {
         XCTAssertLessThanOrEqual(heapAfter - heapWarm, (kept - 1) * session + 16 << 20,
                                  "\(mib(heapAfter - heapWarm)) still allocated after \(threads) threads")
     }
+
+    /// The whole-photo calls from C give the Swift FaceAnalyzer's faces (boxes, landmarks, scores,
+    /// classes, crop), the same for raw pixels, from 4 threads at once, and every error path a code and
+    /// a message (check.c, fer_c_abi_analyze).
+    func testACProgramAnalysesAPhotoAsTheSwiftAPIDoes() throws {
+        let photoPath = Self.root.appendingPathComponent(".downloads/photos/t1.jpg").path
+        guard let data = FileManager.default.contents(atPath: photoPath) else { throw XCTSkip("\(photoPath) is missing: run tools/setup") }
+        let photo = [UInt8](data)
+        let detector = Self.root.appendingPathComponent("weights/retinaface-mobilenet0.25.pth").path
+        let image = try ImageDecoder.decode(bytes: photo).image
+        let capacity = 16
+        var faces: Int32 = -1
+        var boxes = [Float](repeating: 0, count: 4 * capacity), landmarks = [Float](repeating: 0, count: 10 * capacity)
+        var scores = [Float](repeating: 0, count: capacity), classes = [Int32](repeating: -1, count: capacity)
+        var crop = [UInt8](repeating: 0, count: 112 * 112 * 3)
+        var message = [CChar](repeating: 0, count: 512)
+        let status = photo.withUnsafeBufferPointer { bytes in
+            image.pixels.withUnsafeBufferPointer { rgb in
+                fer_c_abi_analyze(Self.weights, detector, bytes.baseAddress, bytes.count, rgb.baseAddress,
+                                  Int32(image.width), Int32(image.height), Int32(capacity), &faces, &boxes, &landmarks,
+                                  &scores, &classes, &crop, &message, message.count)
+            }
+        }
+        XCTAssertEqual(status, 0, String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        let swift = try FaceAnalyzer(detectorPath: detector, classifier: FERClassifier(contentsOf: Self.weights)).analyze(image)
+        XCTAssertEqual(Int(faces), swift.faces.count)
+        XCTAssertEqual(swift.faces.count, 6, "t1.jpg has six faces")
+        for (i, face) in swift.faces.enumerated() {
+            XCTAssertEqual(Array(boxes[4 * i..<4 * i + 4]), face.face.box.map { Float($0) }, "face \(i) box")
+            XCTAssertEqual(Array(landmarks[10 * i..<10 * i + 10]), face.face.landmarks.flatMap { [Float($0.x), Float($0.y)] })
+            XCTAssertEqual(scores[i], Float(face.face.score))
+            XCTAssertEqual(Int(classes[i]), face.classification.index)
+        }
+        XCTAssertEqual(crop, swift.faces[0].alignment.image.pixels)
+    }
 }

@@ -153,11 +153,12 @@ final class PlanTests: XCTestCase {
         let labels = session.steps.map(\.label)
         // Every LFNSB convolution has at least 64 output channels: all run the packed kernel.
         XCTAssertEqual(labels.filter { $0.hasPrefix("1x1 packed GEMM + PReLU") }.count, 34, "\(labels)")
-        XCTAssertEqual(labels.first, "3x3 conv (im2col + packed GEMM)")
+        XCTAssertEqual(labels.first, "3x3 conv s2 (direct)")
         XCTAssertFalse(labels.contains { $0.contains("x1 GEMM") || $0.contains("+ GEMM)") }, "\(labels)")
-        // RetinaFace's stem writes 8 channels over 320x320 pixels: OpenBLAS wins there, and keeps it.
+        // Every KxK convolution runs DenseConvolution on the packed weights, RetinaFace's 8-channel stem too.
         let detector = try retinaFace().makeSession(batch: 1, height: 640, width: 640)
-        XCTAssertEqual(detector.steps.first?.label, "3x3 conv (im2col + GEMM) + LeakyReLU")
+        XCTAssertEqual(detector.steps.first?.label, "3x3 conv s2 (direct) + LeakyReLU")
+        XCTAssertFalse(detector.steps.contains { $0.label.contains("im2col") }, "\(detector.steps)")
         XCTAssertTrue(detector.steps.dropFirst().contains { $0.label == "1x1 packed GEMM + LeakyReLU" })
 
         // One image on two threads runs OpenBLAS (its threads split the products); on one thread,

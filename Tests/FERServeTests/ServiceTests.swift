@@ -102,6 +102,72 @@ final class ServiceTests: XCTestCase {
             }
         }
     }
+
+    /// POST /v1/analyze: a photo's faces as the library's FaceAnalyzer finds and classifies them, in the
+    /// CLI's JSON shape; several photos in one multipart request; faces counted in /metrics; bad
+    /// bodies get the same 4xx errors as /v1/classify; a service without a detector answers 501.
+    func testAnalyzesPhotosLikeTheLibrary() async throws {
+        let photo = try fixture(".downloads/photos/t1.jpg")
+        let cat = try fixture(".downloads/photos/chelsea.png")
+        var settings = ServerSettings()
+        settings.port = 0
+        settings.workers = 2
+        let base = try makeService()
+        let faceClassifier = try FERClassifier(model: base.classifier.model, maxBatch: 8)
+        let analyzer = try FaceAnalyzer(detectorPath: Self.root.appendingPathComponent("weights/retinaface-mobilenet0.25.pth").path,
+                                        classifier: faceClassifier)
+        let expected = try analyzer.analyze(encoded: photo)
+        let service = FERService(classifier: base.classifier, analyzer: analyzer, settings: settings)
+        let app = Application(router: service.router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        try await app.test(.live) { client in
+            try await client.execute(uri: "/v1/analyze", method: .post, headers: [.contentType: "image/jpeg"], body: ByteBuffer(bytes: photo)) { response in
+                XCTAssertEqual(response.status, .ok)
+                let json = jsonObject(response.body)
+                XCTAssertEqual(json["width"] as? Int, 1280)
+                XCTAssertEqual(json["height"] as? Int, 886)
+                let faces = json["faces"] as? [[String: Any]] ?? []
+                XCTAssertEqual(faces.count, 6)
+                for (got, want) in zip(faces, expected.faces) {
+                    // Foundation's JSON writer keeps 15-16 significant digits.
+                    for (a, b) in zip(got["box"] as? [Double] ?? [], want.face.box) { XCTAssertEqual(a, b, accuracy: 1e-9) }
+                    XCTAssertEqual(got["score"] as? Double ?? 0, want.face.score, accuracy: 1e-9)
+                    XCTAssertEqual((got["landmarks"] as? [[Double]])?.count, 5)
+                    XCTAssertEqual(got["label"] as? String, want.classification.label)
+                    XCTAssertEqual((got["logits"] as? [Double])?.map { Float($0) }, want.classification.logits)
+                }
+            }
+            let boundary = "fer-analyze-boundary"
+            var body = [UInt8]()
+            for (name, bytes) in [("group.jpg", photo), ("cat.png", cat)] {
+                body += Array("--\(boundary)\r\nContent-Disposition: form-data; name=\"image\"; filename=\"\(name)\"\r\n\r\n".utf8)
+                body += bytes + Array("\r\n".utf8)
+            }
+            body += Array("--\(boundary)--\r\n".utf8)
+            try await client.execute(uri: "/v1/analyze", method: .post,
+                                     headers: [.contentType: "multipart/form-data; boundary=\(boundary)"], body: ByteBuffer(bytes: body)) { response in
+                XCTAssertEqual(response.status, .ok)
+                let results = jsonObject(response.body)["results"] as? [[String: Any]] ?? []
+                XCTAssertEqual(results.map { $0["input"] as? String }, ["group.jpg", "cat.png"])
+                XCTAssertEqual(results.map { ($0["faces"] as? [Any])?.count }, [6, 0])
+            }
+            try await client.execute(uri: "/v1/analyze", method: .post, headers: [.contentType: "image/png"], body: ByteBuffer(bytes: Array("garbage".utf8))) { response in
+                XCTAssertEqual(response.status, .unprocessableContent)
+                XCTAssertTrue(String(buffer: response.body).contains("not a PNG or JPEG"))
+            }
+            try await client.execute(uri: "/metrics", method: .get) { response in
+                let text = String(buffer: response.body)
+                XCTAssertTrue(text.contains("fer_faces_total 12"), text)
+                XCTAssertTrue(text.contains("fer_requests_total{route=\"/v1/analyze\",status=\"200\"} 2"), text)
+            }
+        }
+        let plain = Application(router: base.router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        try await plain.test(.live) { client in
+            try await client.execute(uri: "/v1/analyze", method: .post, headers: [.contentType: "image/jpeg"], body: ByteBuffer(bytes: photo)) { response in
+                XCTAssertEqual(response.status, .notImplemented)
+                XCTAssertTrue(String(buffer: response.body).contains("--detector"))
+            }
+        }
+    }
 }
 
 private func jsonObject(_ buffer: ByteBuffer) -> [String: Any] {

@@ -23,7 +23,8 @@ final class ImageCommandTests: XCTestCase {
 
     func testPhotosGiveThePyTorchPipelinesLogitsAndLabels() throws {
         try requireFiles([sample, astronaut])
-        let result = try CLI.run(["--json", sample, astronaut])
+        // --no-detect: the whole photo resized to 112x112, as the authors' evaluation transform does.
+        let result = try CLI.run(["--json", "--no-detect", sample, astronaut])
         XCTAssertEqual(result.status, 0, result.stderr)
         let records = try XCTUnwrap(result.json["results"] as? [[String: Any]])
         XCTAssertEqual(records.map { $0["input"] as? String }, [sample, astronaut])
@@ -46,8 +47,8 @@ final class ImageCommandTests: XCTestCase {
     func testBatchesAndThreadsGiveTheSameResultsAsOneByOne() throws {
         try requireFiles([sample, astronaut])
         let dir = "Tests/Fixtures/images/inputs"
-        let one = try CLI.run(["--json", "--batch", "1", dir])
-        let many = try CLI.run(["--json", "--batch", "7", "--threads", "2", dir])
+        let one = try CLI.run(["--json", "--no-detect", "--batch", "1", dir])
+        let many = try CLI.run(["--json", "--no-detect", "--batch", "7", "--threads", "2", dir])
         XCTAssertEqual(one.status, 0, one.stderr)
         XCTAssertEqual(many.status, 0, many.stderr)
         let logits = { (r: CLI.Result) in (r.json["results"] as? [[String: Any]] ?? []).map { $0["logits"] as? [Double] ?? [] } }

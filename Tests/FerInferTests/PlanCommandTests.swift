@@ -29,7 +29,7 @@ final class PlanCommandTests: XCTestCase {
         let rows = try XCTUnwrap(result.json["profile"] as? [[String: Any]])
         let pairs = rows.map { "\($0["stage"] as? String ?? "") | \($0["operation"] as? String ?? "")" }
         XCTAssertFalse(pairs.contains { $0.contains("feature map copy") }, "\(pairs)")
-        for expected in ["features.0 | 3x3 conv (im2col + packed GEMM)", "features.3 | 1x1 packed GEMM + PReLU", "features.3 | attention gates",
+        for expected in ["features.0 | 3x3 conv s2 (direct)", "features.3 | 1x1 packed GEMM + PReLU", "features.3 | attention gates",
                          "sb | 1x1 packed GEMM + ReLU", "sb | Conv1d across channels", "fc | linear", "fc | softmax"] {
             XCTAssertTrue(pairs.contains(expected), "\(expected) not in \(pairs)")
         }

@@ -21,31 +21,24 @@ not import torch, so their peak RSS is that runtime's (plus Python and numpy).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
-import platform
-import resource
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
+from common import (finish, DEFAULT_CACHE, DEFAULT_FER_INFER, REPO, child_env, file_digest, fmt, interleaved_rounds,
+                    last_json, log, machine_info, onnx_export, ort_session, ov_config, peak_rss_mb, report_header,
+                    run_child, time_passes, timing_summary, torch_threads, versions, vm_hwm_mb)
+
 DEFAULT_CHECKPOINT = REPO / "weights" / "lfnsb7-seeded.pth"
-DEFAULT_FER_INFER = REPO / ".build" / "release" / "fer-infer"
-DEFAULT_CACHE = REPO / ".build-compare"
 
 RUNTIMES = ["ours", "torch", "onnxruntime", "openvino"]
 LABELS = {"ours": "ours (fer-infer)", "torch": "PyTorch eager", "onnxruntime": "ONNX Runtime",
           "openvino": "OpenVINO"}
-THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")   # set for the Python workers (see child_env)
-# Environment variables that change what the BLAS / threading libraries do; reported with the table.
-ENV_OF_INTEREST = ("OPENBLAS_", "OMP_", "MKL_", "GOTO", "KMP_", "ONEDNN_", "DNNL_", "FER_")
 
 RTOL = 1e-4   # agreement: max |diff| <= RTOL x max |reference logit|
 
@@ -69,28 +62,6 @@ def seeded_input(batch: int):
         out[i] = state >> 40            # top 24 bits, unsigned ...
     out = np.where(out >= 1 << 23, out - (1 << 24), out)   # ... as a signed 24-bit integer
     return (out.astype(np.float32) / np.float32(1 << 23)).reshape(batch, 3, 112, 112)
-
-
-def percentile(sorted_values, p):
-    """Nearest-rank on (n - 1), the same rule `fer-infer bench` uses."""
-    n = len(sorted_values)
-    return sorted_values[min(n - 1, int(round(p / 100 * (n - 1))))]
-
-
-def vm_hwm_mb():
-    """VmHWM of this process (peak resident set of its current memory image), for cross-checking."""
-    try:
-        line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmHWM"))
-        return int(line.split()[1]) / 1024
-    except (OSError, StopIteration):
-        return None
-
-
-def timing_summary(times_ms, batch):
-    s = sorted(times_ms)
-    return {"p50_ms": percentile(s, 50), "p90_ms": percentile(s, 90), "p99_ms": percentile(s, 99),
-            "min_ms": s[0], "mean_ms": sum(s) / len(s),
-            "images_per_s": batch * len(s) / (sum(s) / 1000)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,8 +89,7 @@ def worker(args) -> int:
 
     if args.runtime == "torch":
         import torch
-        torch.set_num_threads(threads)
-        torch.set_num_interop_threads(1)
+        torch_threads(threads)
         model = load_torch_model(args.checkpoint, args.num_class)
         load_ms = (time.perf_counter() - t_load) * 1000
         xt = torch.from_numpy(x)
@@ -129,13 +99,7 @@ def worker(args) -> int:
                 return model(xt)[0].numpy()
 
     elif args.runtime == "onnxruntime":
-        import onnxruntime as ort
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        session = ort.InferenceSession(args.onnx, opts, providers=["CPUExecutionProvider"])
+        session = ort_session(args.onnx, threads)
         load_ms = (time.perf_counter() - t_load) * 1000
         name = session.get_inputs()[0].name
 
@@ -151,11 +115,7 @@ def worker(args) -> int:
             hint, streams = "LATENCY", 1            # the batch must split evenly across streams
         model = core.read_model(args.onnx)
         model.reshape({model.inputs[0].get_any_name(): [batch // streams, 3, 112, 112]})
-        config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": hint,
-                  "INFERENCE_PRECISION_HINT": "f32"}   # no bf16 on CPUs that have it: same numerics
-        if hint == "THROUGHPUT":
-            config["NUM_STREAMS"] = streams
-        compiled = core.compile_model(model, "CPU", config)
+        compiled = core.compile_model(model, "CPU", ov_config(threads, hint, streams))
         load_ms = (time.perf_counter() - t_load) * 1000
         extra = {"ov_hint": hint, "ov_streams": int(compiled.get_property("NUM_STREAMS")),
                  "ov_threads": int(compiled.get_property("INFERENCE_NUM_THREADS"))}
@@ -186,17 +146,9 @@ def worker(args) -> int:
     logits = np.asarray(run(), dtype=np.float32)
     if args.logits_out:
         np.save(args.logits_out, logits)
-    for _ in range(args.warmup):
-        run()
-    times = []
-    for _ in range(args.iterations):
-        t0 = time.perf_counter_ns()
-        run()
-        times.append((time.perf_counter_ns() - t0) / 1e6)
+    times = time_passes(run, args.warmup, args.iterations)
     result = {"runtime": args.runtime, "batch": batch, "threads": threads, "iterations": args.iterations,
-              "load_ms": load_ms, **extra,
-              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-              "vm_hwm_mb": vm_hwm_mb()}
+              "load_ms": load_ms, **extra, "peak_rss_mb": peak_rss_mb(), "vm_hwm_mb": vm_hwm_mb()}
     if times:
         result.update(timing_summary(times, batch))
     print(json.dumps(result))
@@ -207,59 +159,15 @@ def worker(args) -> int:
 # Driver
 # ---------------------------------------------------------------------------------------------
 
-def run_child(cmd, env):
-    """Runs one child; returns (stdout, wall seconds).
-
-    The child is started through `/bin/sh -c '"$@"; exit $?'`, which forks it from the small shell
-    rather than from this (large) Python process. That matters for peak RSS: Linux carries the
-    high-water mark of the memory image a process exec()s away from into its ru_maxrss, so a child
-    spawned straight from here would report at least this process's own peak (hundreds of MB once
-    torch has exported the model). Through the shell, the child's getrusage(RUSAGE_SELF).ru_maxrss
-    is its own; every child reports that figure itself (fer-infer bench: `peak_rss_mb`)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        t0 = time.time()
-        proc = subprocess.run(["/bin/sh", "-c", '"$@"; exit $?', "sh"] + [str(c) for c in cmd],
-                              stdout=out, stderr=err, env=env)
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read().decode(), err.read().decode()
-    if proc.returncode != 0:
-        raise RuntimeError(f"command failed (exit {proc.returncode}): {shlex.join(map(str, cmd))}\n"
-                           f"{stderr[-4000:]}")
-    return stdout, time.time() - t0
-
-
-def last_json(stdout):
-    """The JSON object a child printed (fer-infer prints it pretty, over several lines)."""
-    start = stdout.find("{")
-    if start < 0:
-        raise RuntimeError(f"no JSON in output:\n{stdout[-2000:]}")
-    return json.loads(stdout[start:])
-
-
-def child_env(threads, runtime):
-    """Python workers get OMP_NUM_THREADS / MKL_NUM_THREADS = T (PyTorch's OpenMP pool; ONNX Runtime
-    and OpenVINO have their own pools, set by option). fer-infer gets the caller's environment
-    unchanged: it sets its OpenBLAS thread count itself (openblas_set_num_threads)."""
-    env = dict(os.environ)
-    if runtime == "ours":
-        return env
-    for name in THREAD_ENV:
-        if name not in os.environ:       # an explicit setting in the caller's environment wins
-            env[name] = str(threads)
-    return env
-
-
 def export_onnx(checkpoint, num_class, cache_dir, log):
     """Exports the checkpoint (logits only) with the dynamo exporter, dynamic batch axis; cached by
     the checkpoint's hash and torch's version. Returns the path."""
     import torch
-    digest = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()[:16]
+    digest = file_digest(checkpoint)
     path = Path(cache_dir) / f"{Path(checkpoint).stem}-{digest}-c{num_class}-torch{torch.__version__}.onnx"
     if path.exists():
         log(f"ONNX: cached {path}")
         return str(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     model = load_torch_model(checkpoint, num_class)
 
     class Logits(torch.nn.Module):
@@ -270,64 +178,9 @@ def export_onnx(checkpoint, num_class, cache_dir, log):
         def forward(self, x):
             return self.inner(x)[0]
 
-    log("ONNX: exporting with torch.onnx.export(dynamo=True), dynamic batch axis ...")
-    t0 = time.time()
-    tmp = path.with_suffix(".tmp.onnx")
-    torch.onnx.export(Logits(model).eval(), (torch.zeros(2, 3, 112, 112),), str(tmp), dynamo=True,
-                      input_names=["input"], output_names=["logits"], external_data=False,
-                      dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=4096)}})
-    tmp.rename(path)
-    log(f"ONNX: wrote {path} in {time.time() - t0:.1f} s")
-    return str(path)
-
-
-def machine_info():
-    info = {"cpu": platform.processor() or "?", "cores": os.cpu_count()}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        for line in text.splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
-        flags = next((l.split(":", 1)[1].split() for l in text.splitlines() if l.startswith("flags")), [])
-        info["simd"] = " ".join(f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
-                                if f in flags)
-    except OSError:
-        pass
-    info["usable_cores"] = len(os.sched_getaffinity(0))
-    try:
-        kb = int(next(l.split()[1] for l in Path("/proc/meminfo").read_text().splitlines()
-                      if l.startswith("MemTotal")))
-        info["memory_gb"] = round(kb / 1024 / 1024, 1)
-    except (OSError, StopIteration):
-        pass
-    info["kernel"] = platform.release()
-    info["env"] = {k: v for k, v in sorted(os.environ.items()) if k.startswith(ENV_OF_INTEREST)}
-    return info
-
-
-def versions(fer_infer):
-    from importlib.metadata import version, PackageNotFoundError
-    out = {"python": platform.python_version()}
-    for pkg in ("torch", "onnxruntime", "openvino", "onnx", "onnxscript", "numpy"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "not installed"
-    try:
-        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True).stdout.strip()
-        out["ours"] = f"fer-infer at {commit}{' + uncommitted changes' if dirty else ''}"
-    except OSError:
-        out["ours"] = "fer-infer"
-    try:
-        built = time.strftime("%Y-%m-%d %H:%M", time.localtime(Path(fer_infer).stat().st_mtime))
-        out["ours"] += f", binary built {built}"
-    except OSError:
-        pass
-    return out
+    return onnx_export(Logits(model), (torch.zeros(2, 3, 112, 112),), path, "the classifier, dynamic batch axis",
+                       input_names=["input"], output_names=["logits"],
+                       dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=4096)}})
 
 
 def measure(runtime, cfg, args, paths):
@@ -410,10 +263,6 @@ def agreement(cfg, args, paths, runtimes, log):
         lines.append(f"| {LABELS[rt]} | {diff:.3g} | {rel:.3g} | {same} | {'ok' if good else '**DISAGREES**'} |")
     log("\n".join(lines))
     return ok, lines
-
-
-def fmt(v, digits=2):
-    return "—" if v is None else f"{v:.{digits}f}"
 
 
 def table(cfg, rounds_results, runtimes, args):
@@ -500,7 +349,6 @@ def main(argv=None):
         return worker(args)
 
     import numpy as np
-    log = lambda msg: print(msg, file=sys.stderr, flush=True)
     command = shlex.join([sys.executable] + sys.argv)
     configs = args.configs or [(1, 1), (32, 2)]
     runtimes = [r.strip() for r in args.runtimes.split(",") if r.strip()]
@@ -525,18 +373,8 @@ def main(argv=None):
             np.save(p, seeded_input(batch))
         paths["input"][batch] = str(p)
 
-    report = ["## LFNSB runtime comparison", "",
-              f"Command (in `{os.getcwd()}`): `{command}`", "",
-              f"Machine: {machine['cpu']}, {machine['cores']} cores ({machine['usable_cores']} usable), "
-              f"{machine.get('memory_gb', '?')} GB, SIMD: {machine.get('simd', '?')}, Linux {machine['kernel']}"]
-    if machine["env"]:
-        report.append("Environment (affects the BLAS / threading libraries, ours and numpy's OpenBLAS included): "
-                      + ", ".join(f"`{k}={v}`" for k, v in machine["env"].items()))
-    else:
-        report.append("Environment: no OPENBLAS_* / OMP_* / MKL_* variables set; the Python workers get "
-                      "OMP_NUM_THREADS = MKL_NUM_THREADS = their thread count, fer-infer sets its own.")
-    report += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()),
-               f"Checkpoint: `{args.checkpoint}`; ONNX: `{paths['onnx'] or '-'}` "
+    report = report_header("LFNSB runtime comparison", command, machine, vers)
+    report += [f"Checkpoint: `{args.checkpoint}`; ONNX: `{paths['onnx'] or '-'}` "
                "(torch.onnx.export dynamo=True, dynamic batch, logits only)", ""]
 
     all_results, failed = {}, False
@@ -552,17 +390,11 @@ def main(argv=None):
                 if not args.allow_disagreement:
                     print("\n".join(report))
                     return 2
-        rounds = []
-        for r in range(args.rounds):
-            shift = r % len(runtimes)
-            order = runtimes[shift:] + runtimes[:shift]
-            results = {}
-            for rt in order:
-                results[rt] = measure(rt, cfg, args, paths)
-                log(f"batch {batch} x {threads} thr, round {r + 1}/{args.rounds}: {rt:12s} "
-                    f"p50 {results[rt]['p50_ms']:8.2f} ms  {results[rt]['images_per_s']:8.1f} img/s  "
-                    f"RSS {results[rt]['peak_rss_mb']:6.1f} MB")
-            rounds.append(results)
+        rounds = interleaved_rounds(
+            runtimes, args.rounds, lambda rt: measure(rt, cfg, args, paths),
+            lambda rt, res, r: f"batch {batch} x {threads} thr, round {r + 1}/{args.rounds}: {rt:12s} "
+                               f"p50 {res['p50_ms']:8.2f} ms  {res['images_per_s']:8.1f} img/s  "
+                               f"RSS {res['peak_rss_mb']:6.1f} MB")
         lines, agg = table(cfg, rounds, runtimes, args)
         report += lines + [""]
         all_results[f"{batch}x{threads}"] = {"rounds": rounds, "median": agg}
@@ -573,18 +405,7 @@ def main(argv=None):
                   "runtimes it includes the interpreter and numpy. Load ms: ours = import + fold + pack "
                   "of the checkpoint; PyTorch = build + torch.load + load_state_dict; ONNX Runtime = "
                   "InferenceSession; OpenVINO = read_model + reshape + compile_model (imports excluded).")
-    text = "\n".join(report)
-    print(text)
-    if args.markdown:
-        Path(args.markdown).write_text(text + "\n")
-        log(f"wrote {args.markdown}")
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps({"command": command, "machine": machine, "versions": vers,
-                                                   "results": all_results}, indent=1))
-    if failed:
-        log("DISAGREEMENT (see above); the timings were taken anyway because of --allow-disagreement")
-        return 2
-    return 0
+    return finish(report, args, command, machine, vers, all_results, failed)
 
 
 if __name__ == "__main__":

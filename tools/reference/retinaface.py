@@ -22,18 +22,22 @@ ssh1..3). `priors`, `decode_boxes`, `decode_landmarks` and `nms` follow the spec
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import OrderedDict
+from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["RetinaFace", "priors", "decode_boxes", "decode_landmarks", "nms", "detect",
+__all__ = ["RetinaFace", "load_weights", "WEIGHTS_SHA256", "priors", "decode_boxes", "decode_landmarks", "nms", "detect",
            "feature_sizes", "MEAN_BGR", "STAGE_NAMES"]
 
 MEAN_BGR = (104.0, 117.0, 123.0)
+# sha256 of weights/retinaface-mobilenet0.25.pth (= ../shared/data/retinaface-mobilenet0.25.pth).
+WEIGHTS_SHA256 = "2979b33ffafda5d74b6948cd7a5b9a7a62f62b949cef24e95fd15d2883a65220"
 LEAKY = 0.1
 BN_EPS = 1e-5
 STAGE_NAMES = ["body.stage1", "body.stage2", "body.stage3", "fpn.P1", "fpn.P2", "fpn.P3",
@@ -161,6 +165,18 @@ class RetinaFace(nn.Module):
 
     def forward(self, x: torch.Tensor):
         return self.forward_with_stages(x)[0]
+
+
+def load_weights(path: Path, sha256: str = WEIGHTS_SHA256) -> "OrderedDict[str, torch.Tensor]":
+    """The state_dict in `path`, after checking the file's sha256 (SystemExit naming both digests
+    when it differs); 300 tensors, for `RetinaFace().load_state_dict(..., strict=True)`."""
+    data = Path(path).read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sha256:
+        raise SystemExit(f"{path}: sha256 {digest}, expected {sha256}")
+    sd = torch.load(path, map_location="cpu", weights_only=True)
+    assert len(sd) == 300, len(sd)
+    return sd
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,6 +29,8 @@ extern "C" {
 
 typedef struct fer_model fer_model;
 typedef struct fer_result fer_result;
+typedef struct fer_analyzer fer_analyzer;
+typedef struct fer_analysis fer_analysis;
 
 typedef enum fer_status {
     FER_OK = 0,
@@ -68,6 +70,49 @@ const float *fer_result_probabilities(const fer_result *result);
 const float *fer_result_logits(const fer_result *result);
 const float *fer_result_embedding(const fer_result *result);
 void fer_result_free(fer_result *result);
+
+/* ---- Whole photos: find every face (RetinaFace), align it on its five landmarks, classify it ----
+ *
+ *     fer_analyzer *analyzer = fer_analyzer_new(model, NULL, 0, 0, 0);   // default detector and options
+ *     fer_analysis *analysis = NULL;
+ *     if (fer_analyze_encoded(analyzer, jpeg_bytes, jpeg_length, &analysis) != FER_OK) { ... fer_last_error() ... }
+ *     for (int32_t i = 0; i < fer_analysis_face_count(analysis); i++) {
+ *         const float *box = fer_analysis_face_box(analysis, i);
+ *         const fer_result *r = fer_analysis_face_result(analysis, i);
+ *         printf("%.0f,%.0f,%.0f,%.0f %s\n", box[0], box[1], box[2], box[3], fer_result_label(r));
+ *     }
+ *     fer_analysis_free(analysis);
+ *     fer_analyzer_free(analyzer);
+ */
+
+/* An analyzer: the face detector at `detector_path` (NULL: $FER_DETECTOR, else
+ * weights/retinaface-mobilenet0.25.pth in the working directory or beside the library's package)
+ * and `model` for the faces. `detect_size` is the long side the photo is shrunk to for detection
+ * (0: 640), `threshold` the minimum face score (0: 0.6; otherwise in (0, 1)), `max_faces` the most
+ * faces reported per photo, best first (0: 100). The analyzer keeps what it needs of `model`, which may
+ * be freed first. Usable from several threads at once. NULL on failure (see fer_last_error()). */
+fer_analyzer *fer_analyzer_new(fer_model *model, const char *detector_path, int32_t detect_size, float threshold,
+                               int32_t max_faces);
+void fer_analyzer_free(fer_analyzer *analyzer);
+/* Finds, aligns and classifies every face of a photo given as 8-bit RGB pixels (as fer_classify_rgb)
+ * or PNG/JPEG bytes (as fer_classify_encoded; same error codes). A photo without a face is FER_OK with
+ * a face count of 0. */
+fer_status fer_analyze_rgb(fer_analyzer *analyzer, const uint8_t *pixels, int32_t width, int32_t height,
+                           int32_t stride, fer_analysis **analysis);
+fer_status fer_analyze_encoded(fer_analyzer *analyzer, const uint8_t *bytes, size_t length, fer_analysis **analysis);
+/* Faces found, in descending score order; 1 when more than max_faces were above the threshold. */
+int32_t fer_analysis_face_count(const fer_analysis *analysis);
+int32_t fer_analysis_truncated(const fer_analysis *analysis);
+/* Face `face` (0-based): its box x1, y1, x2, y2 (4 values) and five landmarks x, y (10 values: eyes,
+ * nose, mouth corners) in the photo's pixels, its score, its aligned 112x112 RGB crop (112 * 112 * 3
+ * bytes) and its classification (read with the fer_result_ calls; do not free it). NULL, or a score of
+ * 0, for a face index out of range. Valid until fer_analysis_free. */
+const float *fer_analysis_face_box(const fer_analysis *analysis, int32_t face);
+const float *fer_analysis_face_landmarks(const fer_analysis *analysis, int32_t face);
+float fer_analysis_face_score(const fer_analysis *analysis, int32_t face);
+const uint8_t *fer_analysis_face_crop(const fer_analysis *analysis, int32_t face);
+const fer_result *fer_analysis_face_result(const fer_analysis *analysis, int32_t face);
+void fer_analysis_free(fer_analysis *analysis);
 
 /* The calling thread's last error message, or "" when its last call succeeded. */
 const char *fer_last_error(void);

@@ -15,4 +15,13 @@ int fer_c_abi_check(const char *weights, const unsigned char *png, size_t png_le
 int fer_c_abi_burst(const char *weights, const unsigned char *png, size_t png_length, int thread_count,
                     size_t *heap_warm, size_t *heap_after, size_t *rss_warm, size_t *rss_after,
                     char *message, size_t message_size);
+/// The whole-photo calls: an analyzer over `weights` and `detector` analyses `photo` (encoded) and the
+/// same photo as raw `rgb` pixels; fills `*faces` and, for up to `capacity` faces, their boxes (4
+/// values each), landmarks (10), scores and top class indices, and the first face's crop (112*112*3
+/// bytes); checks every error path and 4 concurrent callers. Returns 0, or the number of the first
+/// failed check with a message in `message`.
+int fer_c_abi_analyze(const char *weights, const char *detector, const unsigned char *photo, size_t length,
+                      const unsigned char *rgb, int width, int height, int capacity, int *faces,
+                      float *boxes, float *landmarks, float *scores, int *classes, unsigned char *first_crop,
+                      char *message, size_t message_size);
 #endif
