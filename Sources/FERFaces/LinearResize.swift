@@ -52,31 +52,44 @@ public enum LinearResize {
         let ys = Axis(inSize: image.height, outSize: height)
         var out = [UInt8](repeating: 0, count: width * height * 3)  // (height, width, 3)
         // Horizontal sums of two source rows, (width * 3) each, and which source rows they hold.
-        var rowA = [Int32](repeating: 0, count: width * 3), rowB = rowA
+        let rowA = UnsafeMutablePointer<Int32>.allocate(capacity: width * 3)
+        let rowB = UnsafeMutablePointer<Int32>.allocate(capacity: width * 3)
+        defer { rowA.deallocate(); rowB.deallocate() }
+        var (a, b) = (rowA, rowB)
         var heldA = -1, heldB = -1
         image.pixels.withUnsafeBufferPointer { src in
-            func horizontal(_ y: Int, into row: inout [Int32]) {
-                row.withUnsafeMutableBufferPointer { r in
+            xs.first.withUnsafeBufferPointer { first in
+            xs.second.withUnsafeBufferPointer { second in
+            xs.w0.withUnsafeBufferPointer { w0 in
+            xs.w1.withUnsafeBufferPointer { w1 in
+            out.withUnsafeMutableBufferPointer { dst in
+                func horizontal(_ y: Int, into row: UnsafeMutablePointer<Int32>) {
                     let line = src.baseAddress! + y * image.width * 3
                     for x in 0..<width {
-                        let p = line + xs.first[x] * 3, q = line + xs.second[x] * 3
-                        let a = xs.w0[x], b = xs.w1[x]
-                        for c in 0..<3 { r[x * 3 + c] = Int32(p[c]) * a + Int32(q[c]) * b }
+                        let p = line + first[x] * 3, q = line + second[x] * 3
+                        let c0 = w0[x], c1 = w1[x]
+                        row[x * 3] = Int32(p[0]) * c0 + Int32(q[0]) * c1
+                        row[x * 3 + 1] = Int32(p[1]) * c0 + Int32(q[1]) * c1
+                        row[x * 3 + 2] = Int32(p[2]) * c0 + Int32(q[2]) * c1
+                    }
+                }
+                for y in 0..<height {
+                    let s0 = ys.first[y], s1 = ys.second[y]
+                    if heldA != s0 {
+                        if heldB == s0 { swap(&a, &b); swap(&heldA, &heldB) } else { horizontal(s0, into: a); heldA = s0 }
+                    }
+                    if heldB != s1 { horizontal(s1, into: b); heldB = s1 }
+                    let v0 = ys.w0[y], v1 = ys.w1[y]
+                    let o = dst.baseAddress! + y * width * 3
+                    for i in 0..<(width * 3) {
+                        let t = ((v0 &* (a[i] >> 4)) >> 16) &+ ((v1 &* (b[i] >> 4)) >> 16) &+ 2
+                        o[i] = UInt8(clamping: t >> 2)
                     }
                 }
             }
-            for y in 0..<height {
-                let s0 = ys.first[y], s1 = ys.second[y]
-                if heldA != s0 {
-                    if heldB == s0 { swap(&rowA, &rowB); swap(&heldA, &heldB) } else { horizontal(s0, into: &rowA); heldA = s0 }
-                }
-                if heldB != s1 { horizontal(s1, into: &rowB); heldB = s1 }
-                let v0 = ys.w0[y], v1 = ys.w1[y]
-                let base = y * width * 3
-                for i in 0..<(width * 3) {
-                    let t = ((v0 * (rowA[i] >> 4)) >> 16) + ((v1 * (rowB[i] >> 4)) >> 16) + 2
-                    out[base + i] = UInt8(clamping: t >> 2)
-                }
+            }
+            }
+            }
             }
         }
         return RGBImage(width: width, height: height, pixels: out)

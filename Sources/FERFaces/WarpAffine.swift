@@ -77,17 +77,20 @@ public enum WarpAffine {
                         let fx0 = sx.rounded(.down), fy0 = sy.rounded(.down)
                         let ax = sx - fx0, ay = sy - fy0
                         let ix = Int(fx0), iy = Int(fy0)
-                        let o = (y * width + x) * 3
+                        let o = dst.baseAddress! + (y * width + x) * 3
+                        // The four taps' offsets, or -1 outside the image (read as 0).
+                        let inX0 = ix >= 0 && ix < w, inX1 = ix + 1 >= 0 && ix + 1 < w
+                        let inY0 = iy >= 0 && iy < h, inY1 = iy + 1 >= 0 && iy + 1 < h
+                        let row0 = iy * w, row1 = (iy + 1) * w
+                        let t00 = inX0 && inY0 ? (row0 + ix) * 3 : -1, t01 = inX1 && inY0 ? (row0 + ix + 1) * 3 : -1
+                        let t10 = inX0 && inY1 ? (row1 + ix) * 3 : -1, t11 = inX1 && inY1 ? (row1 + ix + 1) * 3 : -1
                         for c in 0..<3 {
-                            @inline(__always) func tap(_ px: Int, _ py: Int) -> Float {
-                                px >= 0 && px < w && py >= 0 && py < h ? Float(src[(py * w + px) * 3 + c]) : 0
-                            }
-                            let p00 = tap(ix, iy), p01 = tap(ix + 1, iy)
-                            let p10 = tap(ix, iy + 1), p11 = tap(ix + 1, iy + 1)
+                            let p00: Float = t00 >= 0 ? Float(src[t00 + c]) : 0, p01: Float = t01 >= 0 ? Float(src[t01 + c]) : 0
+                            let p10: Float = t10 >= 0 ? Float(src[t10 + c]) : 0, p11: Float = t11 >= 0 ? Float(src[t11 + c]) : 0
                             let v0 = p00.addingProduct(ax, p01 - p00)
                             let v1 = p10.addingProduct(ax, p11 - p10)
                             let v = v0.addingProduct(ay, v1 - v0).rounded(.toNearestOrEven)
-                            dst[o + c] = v <= 0 ? 0 : (v >= 255 ? 255 : UInt8(v))
+                            o[c] = v <= 0 ? 0 : (v >= 255 ? 255 : UInt8(v))
                         }
                     }
                 }
