@@ -65,7 +65,8 @@ let package = Package(
         .target(name: "FERTensor", swiftSettings: numericSettings),
         // PyTorch checkpoint files (zip and legacy containers, safe pickle machine).
         .target(name: "FERCheckpoint", dependencies: ["CZlib"]),
-        // Numeric kernels on raw buffers: GEMM through OpenBLAS, depthwise convolutions, activations.
+        // Numeric kernels on raw buffers: GEMM (OpenBLAS and a packed FMA micro-kernel), depthwise
+        // convolutions, activations.
         // -Ounchecked: the hot loops do their own index arithmetic on raw pointers; overflow traps
         // in them cost a third of the depthwise kernels' time.
         .target(

@@ -28,15 +28,16 @@ final class WeightPacking: @unchecked Sendable {
 }
 
 extension ExecutionPlan.GEMMChoice {
-    /// Whether ``PackedGEMM`` beats OpenBLAS for a product of `rows` (pixels of one image) x
-    /// `inner` x `columns`, one thread. From per-shape timings of both on every convolution of
-    /// LFNSB and RetinaFace (docs/BENCHMARKS.md, "Packed GEMM against OpenBLAS, per shape").
+    /// Whether ``PackedGEMM`` beats OpenBLAS for a 1x1 convolution's product of `rows` (pixels
+    /// of one image) x `inner` x `columns`, one thread (dense KxK convolutions always run
+    /// ``DenseConvolution``). From per-shape timings of both (docs/BENCHMARKS.md, "Speed round 2",
+    /// `tools/gemm-shapes/run.sh`).
     ///
-    /// Both run near the core's FMA peak on wide products; the packed kernel wins by its fused
-    /// epilogue (no second pass over the output) and on small products (OpenBLAS's per-call
-    /// packing and the thin-matrix fallback). It loses where fewer than 16 output channels leave
-    /// most of each 16-column panel empty on a long product (RetinaFace's stem, 8 channels:
-    /// 1.29x OpenBLAS's time).
+    /// The packed kernel takes 0.70x to 0.90x OpenBLAS's time (with its bias/activation pass) on
+    /// every LFNSB and RetinaFace shape of 16 or more output channels: its epilogue saves a pass
+    /// over the output and it packs nothing per call. With 8 or fewer output channels over many
+    /// rows (RetinaFace's 8-channel im2col stem measured 1.00x to 1.4x; its 1x1 heads have 4 to 8
+    /// outputs) most of each 16-column panel is padding, so OpenBLAS keeps those.
     static func packedWins(rows: Int, inner: Int, columns: Int) -> Bool {
         columns > 8 || rows * inner * columns <= GEMM.smallProductLimit
     }

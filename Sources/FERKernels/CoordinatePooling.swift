@@ -9,29 +9,62 @@ public enum CoordinatePooling {
         pooled: UnsafeMutablePointer<Float>
     ) {
         let positions = height + width
-        pooled.update(repeating: 0, count: batch * positions * channels)
         let vectorEnd = channels & ~7
+        let inverseWidth = 1 / Float(width), inverseHeight = 1 / Float(height)
         for n in 0..<batch {
             let image = input + n * height * width * channels
             let rows = pooled + n * positions * channels
             let cols = rows + height * channels
+            cols.update(repeating: 0, count: width * channels)
+            // Each row's sums stay in a register across the row; the column sums (one row of
+            // width x channels, in L1) are updated in place.
             for y in 0..<height {
-                for x in 0..<width {
-                    let px = image + (y * width + x) * channels
-                    let r = rows + y * channels, k = cols + x * channels
-                    var c = 0
-                    while c < vectorEnd {
-                        let v = loadVector(px + c)
-                        storeVector(loadVector(r + c) + v, r + c)
-                        storeVector(loadVector(k + c) + v, k + c)
-                        c += 8
+                let line = image + y * width * channels
+                var c = 0
+                while c < vectorEnd {
+                    var sum = SIMD8<Float>(repeating: 0)
+                    for x in 0..<width {
+                        let v = loadVector(line + x * channels + c)
+                        sum += v
+                        let k = cols + x * channels + c
+                        storeVector(loadVector(k) + v, k)
                     }
-                    while c < channels { r[c] += px[c]; k[c] += px[c]; c += 1 }
+                    storeVector(sum * inverseWidth, rows + y * channels + c)
+                    c += 8
+                }
+                while c < channels {
+                    var sum: Float = 0
+                    for x in 0..<width {
+                        let v = line[x * channels + c]
+                        sum += v
+                        cols[x * channels + c] += v
+                    }
+                    rows[y * channels + c] = sum * inverseWidth
+                    c += 1
                 }
             }
-            let inverseWidth = 1 / Float(width), inverseHeight = 1 / Float(height)
-            for i in 0..<height * channels { rows[i] *= inverseWidth }
             for i in 0..<width * channels { cols[i] *= inverseHeight }
+        }
+    }
+
+    /// The plain loop ``pool(input:batch:height:width:channels:pooled:)`` must agree with, in Double.
+    public static func poolReference(
+        input: UnsafePointer<Float>, batch: Int, height: Int, width: Int, channels: Int,
+        pooled: UnsafeMutablePointer<Float>
+    ) {
+        for n in 0..<batch {
+            for c in 0..<channels {
+                for y in 0..<height {
+                    var sum = 0.0
+                    for x in 0..<width { sum += Double(input[((n * height + y) * width + x) * channels + c]) }
+                    pooled[(n * (height + width) + y) * channels + c] = Float(sum / Double(width))
+                }
+                for x in 0..<width {
+                    var sum = 0.0
+                    for y in 0..<height { sum += Double(input[((n * height + y) * width + x) * channels + c]) }
+                    pooled[(n * (height + width) + height + x) * channels + c] = Float(sum / Double(height))
+                }
+            }
         }
     }
 

@@ -94,7 +94,7 @@ public enum Depthwise {
                 let outRow = outImage + oy * ow * cs
                 var ox = 0
                 while ox < interiorStart {
-                    pixel(g, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi)
+                    edgePixel(g, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi)
                     ox += 1
                 }
                 if g.kernelWidth == 3 && g.stride == 1 {
@@ -114,11 +114,59 @@ public enum Depthwise {
                     }
                 }
                 while ox < ow {
-                    pixel(g, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi)
+                    edgePixel(g, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi)
                     ox += 1
                 }
             }
         }
+    }
+
+    /// One pixel outside the four-pixel groups (borders, leftovers): kernels 3 wide with the
+    /// taps that fall inside the image unrolled (the three column ranges a 3-wide kernel can
+    /// have), others through ``pixel(_:_:_:_:_:ox:iy0:kyLo:kyHi:)``.
+    @inline(__always)
+    private static func edgePixel(
+        _ g: DepthwiseGeometry, _ inImage: UnsafePointer<Float>, _ weights: UnsafePointer<Float>,
+        _ bias: UnsafePointer<Float>?, _ outRow: UnsafeMutablePointer<Float>, ox: Int, iy0: Int, kyLo: Int, kyHi: Int
+    ) {
+        if g.kernelWidth == 3 {
+            let ix0 = ox * g.stride - g.padLeft
+            let (lo, hi) = (max(0, -ix0), min(3, g.width - ix0))
+            if lo == 0 && hi == 3 { return pixel3(kxLo: 0, kxHi: 3, g, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi) }
+            if lo == 1 && hi == 3 { return pixel3(kxLo: 1, kxHi: 3, g, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi) }
+            if lo == 0 && hi == 2 { return pixel3(kxLo: 0, kxHi: 2, g, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi) }
+        }
+        pixel(g, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi)
+    }
+
+    /// One pixel of a kernel 3 wide over kernel columns `kxLo ..< kxHi` (constants where
+    /// inlined): one accumulator per kernel column, so three independent FMA chains.
+    @inline(__always)
+    private static func pixel3(
+        kxLo: Int, kxHi: Int, _ g: DepthwiseGeometry, _ inImage: UnsafePointer<Float>, _ weights: UnsafePointer<Float>,
+        _ bias: UnsafePointer<Float>?, _ outRow: UnsafeMutablePointer<Float>, ox: Int, iy0: Int, kyLo: Int, kyHi: Int
+    ) {
+        let cs = g.channelStride, nc = g.channels
+        let ix0 = ox * g.stride - g.padLeft
+        let out = outRow + ox * cs
+        let vectorEnd = nc & ~7
+        let zero = SIMD8<Float>(repeating: 0)
+        var c = 0
+        while c < vectorEnd {
+            var (s0, s1, s2) = (zero, zero, zero)
+            for ky in kyLo..<kyHi {
+                let row = inImage + ((iy0 + ky) * g.width + ix0) * cs + c
+                let wrow = weights + ky * 3 * nc + c
+                if kxLo == 0 { s0.addProduct(loadVector(wrow), loadVector(row)) }
+                s1.addProduct(loadVector(wrow + nc), loadVector(row + cs))
+                if kxHi == 3 { s2.addProduct(loadVector(wrow + 2 * nc), loadVector(row + 2 * cs)) }
+            }
+            var acc = s0 + s1 + s2
+            if let bias { acc += loadVector(bias + c) }
+            storeVector(acc, out + c)
+            c += 8
+        }
+        scalarTail(g, inImage, weights, bias, out, from: c, ix0: ix0, iy0: iy0, kyLo: kyLo, kyHi: kyHi, kxLo: kxLo, kxHi: kxHi)
     }
 
     /// One output pixel, taps clipped to the image.

@@ -117,20 +117,29 @@ public enum PackedGEMM {
                     tile(rows: 6, k: k, a: a + i * lda, lda: lda, panel: panel, c: c + i * ldc + j * w, ldc: ldc, e)
                     i += tileRows
                 }
-                let (ap, cp) = (a + i * lda, c + i * ldc + j * w)
-                switch i1 - i {
-                case 7:
-                    tile(rows: 4, k: k, a: ap, lda: lda, panel: panel, c: cp, ldc: ldc, e)
-                    tile(rows: 3, k: k, a: ap + 4 * lda, lda: lda, panel: panel, c: cp + 4 * ldc, ldc: ldc, e)
-                case 5: tile(rows: 5, k: k, a: ap, lda: lda, panel: panel, c: cp, ldc: ldc, e)
-                case 4: tile(rows: 4, k: k, a: ap, lda: lda, panel: panel, c: cp, ldc: ldc, e)
-                case 3: tile(rows: 3, k: k, a: ap, lda: lda, panel: panel, c: cp, ldc: ldc, e)
-                case 2: tile(rows: 2, k: k, a: ap, lda: lda, panel: panel, c: cp, ldc: ldc, e)
-                case 1: tile(rows: 1, k: k, a: ap, lda: lda, panel: panel, c: cp, ldc: ldc, e)
-                default: break
-                }
+                if i < i1 { tail(rows: i1 - i, k: k, a: a + i * lda, lda: lda, panel: panel, c: c + i * ldc + j * w, ldc: ldc, e) }
             }
             i0 = i1
+        }
+    }
+
+    /// The last 1 to 7 rows of a row block (7 as 4 + 3), out of line so that the 6-row tile is
+    /// the one inlined into the loop above.
+    @inline(never)
+    static func tail(
+        rows: Int, k: Int, a: UnsafePointer<Float>, lda: Int, panel: UnsafePointer<Float>,
+        c: UnsafeMutablePointer<Float>, ldc: Int, _ e: Epilogue
+    ) {
+        switch rows {
+        case 7:
+            tile(rows: 4, k: k, a: a, lda: lda, panel: panel, c: c, ldc: ldc, e)
+            tile(rows: 3, k: k, a: a + 4 * lda, lda: lda, panel: panel, c: c + 4 * ldc, ldc: ldc, e)
+        case 5: tile(rows: 5, k: k, a: a, lda: lda, panel: panel, c: c, ldc: ldc, e)
+        case 4: tile(rows: 4, k: k, a: a, lda: lda, panel: panel, c: c, ldc: ldc, e)
+        case 3: tile(rows: 3, k: k, a: a, lda: lda, panel: panel, c: c, ldc: ldc, e)
+        case 2: tile(rows: 2, k: k, a: a, lda: lda, panel: panel, c: c, ldc: ldc, e)
+        case 1: tile(rows: 1, k: k, a: a, lda: lda, panel: panel, c: c, ldc: ldc, e)
+        default: preconditionFailure("tail of \(rows) rows")
         }
     }
 
@@ -173,29 +182,36 @@ public enum PackedGEMM {
     }
 
     /// Bias, residual, activation and store of one row of a tile (`e.cols` of its 16 columns).
-    @inline(__always)
+    /// Transparent: inlined always (as `@inline(__always)` it was left out of line in the larger
+    /// tiles, a call per row of every tile).
+    @_transparent
     static func finish(_ lo: SIMD8<Float>, _ hi: SIMD8<Float>, _ out: UnsafeMutablePointer<Float>, _ e: Epilogue) {
+        guard e.cols == 16 else { return finishPartial(lo, hi, out, e) }
         var lo = lo + loadVector(e.bias), hi = hi + loadVector(e.bias + 8)
-        if e.cols == 16 {
-            if e.accumulate { lo += loadVector(out); hi += loadVector(out + 8) }
-            activate(&lo, e, 0)
-            activate(&hi, e, 8)
-            storeVector(lo, out)
-            storeVector(hi, out + 8)
-        } else {
-            if e.accumulate {
-                for l in 0..<min(e.cols, 8) { lo[l] += out[l] }
-                for l in 8..<max(e.cols, 8) { hi[l - 8] += out[l] }
-            }
-            activate(&lo, e, 0)
-            activate(&hi, e, 8)
-            for l in 0..<min(e.cols, 8) { out[l] = lo[l] }
-            for l in 8..<max(e.cols, 8) { out[l] = hi[l - 8] }
+        if e.accumulate { lo += loadVector(out); hi += loadVector(out + 8) }
+        activate(&lo, e, 0)
+        activate(&hi, e, 8)
+        storeVector(lo, out)
+        storeVector(hi, out + 8)
+    }
+
+    /// ``finish(_:_:_:_:)`` for the last panel's row when it has fewer than 16 columns (kept out
+    /// of line: the full-width path above is the one inlined into every tile).
+    @inline(never)
+    static func finishPartial(_ lo: SIMD8<Float>, _ hi: SIMD8<Float>, _ out: UnsafeMutablePointer<Float>, _ e: Epilogue) {
+        var lo = lo + loadVector(e.bias), hi = hi + loadVector(e.bias + 8)
+        if e.accumulate {
+            for l in 0..<min(e.cols, 8) { lo[l] += out[l] }
+            for l in 8..<max(e.cols, 8) { hi[l - 8] += out[l] }
         }
+        activate(&lo, e, 0)
+        activate(&hi, e, 8)
+        for l in 0..<min(e.cols, 8) { out[l] = lo[l] }
+        for l in 8..<max(e.cols, 8) { out[l] = hi[l - 8] }
     }
 
     /// The epilogue's activation on columns `offset ..< offset + 8` of a tile row.
-    @inline(__always)
+    @_transparent
     static func activate(_ v: inout SIMD8<Float>, _ e: Epilogue, _ offset: Int) {
         switch e.kind {
         case .identity: break

@@ -103,6 +103,24 @@ final class ElementwiseTests: XCTestCase {
     }
 }
 
+final class CoordinatePoolingTests: XCTestCase {
+    /// Row and column means against the plain loop: odd sizes, channel counts around the
+    /// 8-float vector (body and tail), two images.
+    func testPoolingMatchesTheReferenceAtOddSizes() {
+        var rng = SeededGenerator(seed: 31)
+        for (h, w, c) in [(1, 1, 1), (7, 9, 13), (28, 28, 96), (5, 3, 8), (14, 11, 19)] {
+            let batch = 2
+            let x = (0..<batch * h * w * c).map { _ in rng.nextFloat() }
+            var fast = [Float](repeating: -7, count: batch * (h + w) * c), slow = fast
+            CoordinatePooling.pool(input: x, batch: batch, height: h, width: w, channels: c, pooled: &fast)
+            CoordinatePooling.poolReference(input: x, batch: batch, height: h, width: w, channels: c, pooled: &slow)
+            var worst: Float = 0
+            for i in 0..<fast.count { worst = max(worst, abs(fast[i] - slow[i])) }
+            XCTAssertLessThan(worst, 1e-5, "\(h)x\(w)x\(c)")
+        }
+    }
+}
+
 final class SmallGEMMTests: XCTestCase {
     /// The own small-product kernel against the triple loop: column counts around 8 and 16
     /// (vector bodies and tails), strided operands, accumulation.
