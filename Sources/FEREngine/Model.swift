@@ -50,6 +50,14 @@ public final class FERModel: @unchecked Sendable {
     ///
     /// - Parameter tensors: the state_dict's tensors in file order, `module.` prefixes removed.
     public convenience init(stateDict tensors: [(name: String, tensor: RawTensor)]) throws {
+        let (folded, graph, parameters) = try Self.build(stateDict: tensors)
+        try self.init(folded: folded, graph: graph, originalParameterCount: parameters)
+    }
+
+    /// The folded weights and graph of a state_dict (see ``init(stateDict:)``), without a plan: the
+    /// caller can let go of the checkpoint before the plan packs its weights.
+    static func build(stateDict tensors: [(name: String, tensor: RawTensor)]) throws
+        -> (folded: FoldedParameters, graph: ModelGraph, parameters: Int) {
         var byName: [String: RawTensor] = [:]
         for (name, tensor) in tensors { byName[name] = tensor }
         let architecture = try Architecture.recognise(keys: Set(byName.keys), shapeOf: { byName[$0]?.shape })
@@ -58,7 +66,7 @@ public final class FERModel: @unchecked Sendable {
         let parameters = RawWeights.elementTotal(tensors.filter { !RawWeights.isBuffer($0.name) }.map(\.tensor.shape))
         let (graph, folded) = architecture == .retinaFace
             ? try RetinaFaceBuilder.build(raw) : try LFNFamily.build(architecture, raw)
-        try self.init(folded: folded, graph: graph, originalParameterCount: parameters)
+        return (folded, graph, parameters)
     }
 
     /// The plan for one input size, made on first use and kept.

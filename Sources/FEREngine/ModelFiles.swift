@@ -78,19 +78,26 @@ extension FERModel {
     /// Loads a model file: a PyTorch checkpoint in any form the importer reads, or a fused
     /// `.safetensors` file written by ``FusedModelFile/write(_:to:labels:)``.
     public convenience init(contentsOf path: String) throws {
-        let checkpoint = try Checkpoint.load(path: path)
-        try self.init(checkpoint: checkpoint)
+        // The checkpoint (its mapped pages) is gone before the plan packs the weights: peak memory
+        // holds the folded and packed weights, not the file's too.
+        let (folded, graph, parameters) = try Self.parts(of: Checkpoint.load(path: path))
+        try self.init(folded: folded, graph: graph, originalParameterCount: parameters)
     }
 
     /// Builds a model from an imported checkpoint (fused files included).
     public convenience init(checkpoint: Checkpoint) throws {
+        let (folded, graph, parameters) = try Self.parts(of: checkpoint)
+        try self.init(folded: folded, graph: graph, originalParameterCount: parameters)
+    }
+
+    /// The folded weights, graph and parameter count of a checkpoint (a PyTorch one, or a fused file).
+    private static func parts(of checkpoint: Checkpoint) throws -> (FoldedParameters, ModelGraph, Int?) {
         if checkpoint.container == .safetensors, checkpoint.metadata["format"] == FusedModelFile.formatName {
-            let (folded, graph, parameters) = try FusedModelFile.read(checkpoint)
-            try self.init(folded: folded, graph: graph, originalParameterCount: parameters)
-        } else {
-            try self.init(stateDict: checkpoint.tensors.map { t in
-                (t.name, RawTensor(shape: t.shape, values: { try t.floats() }))
-            })
+            return try FusedModelFile.read(checkpoint)
         }
+        let built = try build(stateDict: checkpoint.tensors.map { t in
+            (t.name, RawTensor(shape: t.shape, values: { try t.floats() }))
+        })
+        return (built.folded, built.graph, built.parameters)
     }
 }
