@@ -5,15 +5,8 @@
 # Compiles FERKernels as the release build does (-Ounchecked, -target-cpu haswell), then runs.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
+"$here/../build-kernel-tool" "$here" conv-shapes
 out="$here/.build"
-rm -rf "$out"; mkdir -p "$out"
-cpu="${FER_TARGET_CPU:-haswell}"
-swiftc -Ounchecked -wmo -target-cpu "$cpu" -parse-as-library -emit-library -static -emit-module -module-name FERKernels \
-    -I "$root/Sources/COpenBLAS" -emit-module-path "$out/FERKernels.swiftmodule" "$root/Sources/FERKernels"/*.swift \
-    -o "$out/libFERKernels.a"
-swiftc -O -target-cpu "$cpu" -I "$out" -I "$root/Sources/COpenBLAS" "$here/main.swift" -L "$out" -lFERKernels -lopenblas \
-    -o "$out/conv-shapes"
 if [ "${1:-}" != callgrind ]; then exec "$out/conv-shapes"; fi
 
 # Instructions per call: (run with 1 + R calls) - (run with 1 call), over R; one call warms up.
