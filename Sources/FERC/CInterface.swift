@@ -274,10 +274,8 @@ public func fer_analyzer_new(_ pointer: OpaquePointer?, _ detectorPath: UnsafePo
         return nil
     }
     return makeHandle(path) {
-        // The faces of one photo are classified together: a classifier over the same model with room for a few.
-        let c = m.classifier
-        let classifier = try FERClassifier(model: c.model, labels: c.labels, maxBatch: 8, threads: 1)
-        return CAnalyzer(try FaceAnalyzer(detector: try FERModel(contentsOf: path), classifier: classifier, options: options))
+        CAnalyzer(try FaceAnalyzer(detector: try FERModel(contentsOf: path), classifier: m.classifier.sharingModel(maxBatch: 8),
+                                    options: options))
     }
 }
 

@@ -170,9 +170,9 @@ final class ExecutionPlan: @unchecked Sendable {
                 let w = try weight(c.weight, [c.kernel, c.kernel, x.channels, cout])
                 output = ActivationShape(height: Im2col.outputSize(x.height, kernel: c.kernel, stride: c.stride, pad: c.padding),
                                          width: Im2col.outputSize(x.width, kernel: c.kernel, stride: c.stride, pad: c.padding), channels: cout)
-                let lowered = !(c.kernel == 1 && c.stride == 1 && c.padding == 0)
+                let direct = !(c.kernel == 1 && c.stride == 1 && c.padding == 0)  // DenseConvolution, not a product
                 var geometry: ConvolutionGeometry? = nil
-                if lowered {
+                if direct {
                     do {
                         geometry = try ConvolutionGeometry(batch: 1, height: x.height, width: x.width, inputChannels: x.channels,
                                                            outputChannels: cout, kernel: c.kernel, stride: c.stride, padding: c.padding)
@@ -184,7 +184,7 @@ final class ExecutionPlan: @unchecked Sendable {
                 let act = try activation(c.activation, slope: c.slope, channels: cout)
                 let inner = c.kernel * c.kernel * x.channels
                 var gemm = GEMMChoice.blas
-                if lowered || GEMMChoice.packedWins(rows: output.height * output.width, inner: inner, columns: cout) {
+                if direct || GEMMChoice.packedWins(rows: output.height * output.width, inner: inner, columns: cout) {
                     let (epilogue, after): (PackedEpilogue, Activation?) = switch act {
                     case .identity: (.identity, nil)
                     case .relu: (.relu, nil)
@@ -206,7 +206,7 @@ final class ExecutionPlan: @unchecked Sendable {
                     gemm: gemm, geometry: geometry))
                 let product: String
                 if case .packed = gemm { product = "packed GEMM" } else { product = "GEMM" }
-                label = (lowered ? "\(c.kernel)x\(c.kernel) conv" + (c.stride > 1 ? " s\(c.stride)" : "") + " (direct)" : (x.height * x.width == 1 ? "linear" : "1x1 \(product)"))
+                label = (direct ? "\(c.kernel)x\(c.kernel) conv" + (c.stride > 1 ? " s\(c.stride)" : "") + " (direct)" : (x.height * x.width == 1 ? "linear" : "1x1 \(product)"))
                     + Self.suffix(c.activation)
                 if c.accumulate { label += " + residual" }
                 if c.accumulate && shapes[op.output] == nil { throw fail(index, "accumulates into tensor \(op.output) before anything writes it") }

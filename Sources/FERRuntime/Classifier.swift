@@ -109,6 +109,13 @@ public final class FERClassifier: Sendable {
                       maxBatch: maxBatch, maxIdleSessions: maxIdleSessions)
     }
 
+    /// A classifier over the same model and labels with room for `maxBatch` images per pass (on
+    /// `threads` threads, default this one's) and a session pool of its own: for the faces of one
+    /// photo, classified together, beside a classifier made for one image at a time.
+    public func sharingModel(maxBatch: Int, threads: Int? = nil) throws -> FERClassifier {
+        try FERClassifier(model: model, labels: labels, maxBatch: maxBatch, threads: threads ?? self.threads)
+    }
+
     /// Sessions waiting in the pool now (at most ``maxIdleSessions``).
     public var idleSessionCount: Int { sessions.idleCount }
 

@@ -101,9 +101,7 @@ struct FerServe: AsyncParsableCommand {
         let detectorPath = try DefaultModel.resolveDetector(detector)
         let analyzer: FaceAnalyzer
         do {
-            // The faces of one photo are classified together.
-            let faceClassifier = try FERClassifier(model: classifier.model, labels: classifier.labels, maxBatch: 8)
-            analyzer = try FaceAnalyzer(detectorPath: detectorPath, classifier: faceClassifier,
+            analyzer = try FaceAnalyzer(detectorPath: detectorPath, classifier: classifier.sharingModel(maxBatch: 8),
                                         options: FaceDetectionOptions(detectSize: detectSize, threshold: detectThreshold, maxFaces: maxFaces))
         } catch {
             throw ValidationError("\(detectorPath): \(error)")
