@@ -166,7 +166,7 @@ struct Classify: ParsableCommand {
                     fail("\(sample.shown): \(error.problem)")
                     continue
                 }
-                var record = fields(result, names: names)
+                var record = withTopK(result.jsonFields(labels: names), result, names: names)
                 record["input"] = sample.input
                 if let n = sample.sample { record["sample"] = n }
                 record["timing_ms"] = ["decode": sample.decodeMs, "preprocess": sample.preprocessMs, "inference": inferenceMs]
@@ -244,9 +244,10 @@ struct Classify: ParsableCommand {
             }
             var record = analysis.jsonFields(labels: names)
             let cropFiles = writeCrops(analysis, path: path, raw: raw)
-            record["faces"] = zip(analysis.faces, cropFiles).map { face, crop in
-                var fields = fields(face.classification, names: names).merging(face.jsonFields(labels: names)) { $1 }
-                if let crop { fields["crop"] = crop }
+            let faceFields = record["faces"] as? [[String: Any]] ?? []
+            record["faces"] = zip(faceFields, zip(analysis.faces, cropFiles)).map { fields, face in
+                var fields = withTopK(fields, face.0.classification, names: names)
+                if let crop = face.1 { fields["crop"] = crop }
                 return fields
             }
             for (k, analyzed) in analysis.faces.enumerated() where !json {
@@ -341,9 +342,9 @@ struct Classify: ParsableCommand {
         if failures > 0 { throw ExitCode(1) }
     }
 
-    /// The JSON fields of one result, with `top_k` when more than one label is asked for.
-    private func fields(_ result: Classification, names: [String]) -> [String: Any] {
-        var record = result.jsonFields(labels: names)
+    /// `record` (a result's JSON fields) with `top_k` added when more than one label is asked for.
+    private func withTopK(_ record: [String: Any], _ result: Classification, names: [String]) -> [String: Any] {
+        var record = record
         if result.label != nil, topK > 1 {
             record["top_k"] = result.top(topK).map { ["label": names[$0], "index": $0, "probability": result.probabilities[$0]] as [String: Any] }
         }
