@@ -189,53 +189,36 @@ struct Classify: ParsableCommand {
             } catch { throw CLIError("\(path): \(error)") }
             return analyzer!
         }
-        // --crops: the directory made once; stems already written, so two inputs never share crop names.
-        let cropDirectory = crops.map { FileNames.commandLineBytes(for: [$0])[0] }
-        if let cropDirectory {
-            do { try FileNames.makeDirectory(cropDirectory) } catch { throw CLIError("--crops: \(error)") }
-        }
-        var cropStems: [[UInt8]: String] = [:]
+        var cropFolder = try OutputFolder(option: "--crops", argument: crops)
+        var annotateFolder = try OutputFolder(option: "--annotate", argument: annotate)
         /// Writes the aligned faces of `analysis` as DIR/<stem>_face<k>.png; returns their names (nil where not written).
         func writeCrops(_ analysis: PhotoAnalysis, path: String, raw: [UInt8]) -> [String?] {
-            guard let cropDirectory, !analysis.faces.isEmpty else { return analysis.faces.map { _ in nil } }
-            let stem = FileNames.stem(of: raw)
-            if let other = cropStems[stem], other != path {
-                fail("\(path): its crops would overwrite those of \(other) (same name \(FileNames.display(stem))_face<k>.png in \(crops!)); crops not written")
+            guard cropFolder != nil, !analysis.faces.isEmpty else { return analysis.faces.map { _ in nil } }
+            switch cropFolder!.claim(raw, for: path, what: "crops", pattern: { "\($0)_face<k>.png" }) {
+            case .failure(let error):
+                fail(error.description)
                 return analysis.faces.map { _ in nil }
-            }
-            cropStems[stem] = path
-            return analysis.faces.enumerated().map { k, face in
-                let file = FileNames.join(cropDirectory, stem + Array("_face\(k).png".utf8))
-                do {
-                    try FileNames.write(try PNGEncoding.encode(face.alignment.image), to: file)
-                    return FileNames.display(file)
-                } catch {
-                    fail("\(path): face \(k + 1): \(error)")
-                    return nil
+            case .success(let stem):
+                return analysis.faces.enumerated().map { k, face in
+                    do { return try cropFolder!.writePNG(face.alignment.image, name: stem + Array("_face\(k).png".utf8)) } catch {
+                        fail("\(path): face \(k + 1): \(error)")
+                        return nil
+                    }
                 }
             }
         }
-        let annotateDirectory = annotate.map { FileNames.commandLineBytes(for: [$0])[0] }
-        if let annotateDirectory {
-            do { try FileNames.makeDirectory(annotateDirectory) } catch { throw CLIError("--annotate: \(error)") }
-        }
-        var annotatedStems: [[UInt8]: String] = [:]
         /// Writes the photo with its faces drawn as DIR/<stem>.png; returns the file's name (nil when not written).
         func writeAnnotated(_ analysis: PhotoAnalysis, image: RGBImage, path: String, raw: [UInt8]) -> String? {
-            guard let annotateDirectory else { return nil }
-            let stem = FileNames.stem(of: raw)
-            if let other = annotatedStems[stem], other != path {
-                fail("\(path): its annotated copy would overwrite that of \(other) (same name \(FileNames.display(stem)).png in \(annotate!)); not written")
+            guard annotateFolder != nil else { return nil }
+            switch annotateFolder!.claim(raw, for: path, what: "annotated photo", pattern: { "\($0).png" }) {
+            case .failure(let error):
+                fail(error.description)
                 return nil
-            }
-            annotatedStems[stem] = path
-            let file = FileNames.join(annotateDirectory, stem + Array(".png".utf8))
-            do {
-                try FileNames.write(try PNGEncoding.encode(try Annotation.draw(analysis, on: image)), to: file)
-                return FileNames.display(file)
-            } catch {
-                fail("\(path): --annotate: \(error)")
-                return nil
+            case .success(let stem):
+                do { return try annotateFolder!.writePNG(try Annotation.draw(analysis, on: image), name: stem + Array(".png".utf8)) } catch {
+                    fail("\(path): --annotate: \(error)")
+                    return nil
+                }
             }
         }
         func report(_ analysis: PhotoAnalysis, image: RGBImage, path: String, raw: [UInt8], decodeMs: Double) {
