@@ -22,13 +22,25 @@ let numericSettings: [SwiftSetting] =
     ? []
     : [.unsafeFlags(["-target-cpu", targetCPU], .when(configuration: .release))]
 
+// The AVX-512 module: compiled for it on x86-64 whatever `FER_TARGET_CPU` says (the choice is made at
+// run time), except where unsafe flags are dropped.
+#if arch(x86_64)
+let avx512Settings: [SwiftSetting] =
+    targetCPU == "none"
+    ? []
+    : [.unsafeFlags(["-target-cpu", "skylake-avx512", "-Ounchecked"], .when(configuration: .release)),
+       .define("FER_AVX512", .when(configuration: .release))]
+#else
+let avx512Settings: [SwiftSetting] = []
+#endif
+
 let package = Package(
     name: "LFNSBRuntime",
     platforms: [.macOS(.v13)],
     products: [
         .library(
             name: "FERRuntime",
-            targets: ["FERRuntime", "FERTensor", "FERCheckpoint", "FERKernels", "FEREngine", "FERImage", "FERFaces"]),
+            targets: ["FERRuntime", "FERTensor", "FERCheckpoint", "FERKernels", "FERKernelsAVX512", "FEREngine", "FERImage", "FERFaces"]),
         .executable(name: "fer-infer", targets: ["fer-infer"]),
         .executable(name: "fer-serve", targets: ["fer-serve"]),
         // libfer.so: the C ABI (header Sources/FERC/include/fer.h; tools/install-c-library).
@@ -65,12 +77,17 @@ let package = Package(
         .target(name: "FERTensor", swiftSettings: numericSettings),
         // PyTorch checkpoint files (zip and legacy containers, safe pickle machine).
         .target(name: "FERCheckpoint", dependencies: ["CZlib"]),
+        // The AVX-512 tiles of the packed products, alone in a module compiled for Skylake-AVX512 (the
+        // define tells the code it was); FERKernels calls them only on CPUs that have those units.
+        .target(
+            name: "FERKernelsAVX512",
+            swiftSettings: avx512Settings),
         // Numeric kernels on raw buffers: GEMM (OpenBLAS and a packed FMA micro-kernel), depthwise
         // convolutions, activations.
         // -Ounchecked: the hot loops do their own index arithmetic on raw pointers; overflow traps
         // in them cost a third of the depthwise kernels' time.
         .target(
-            name: "FERKernels", dependencies: ["COpenBLAS"],
+            name: "FERKernels", dependencies: ["COpenBLAS", "FERKernelsAVX512"],
             swiftSettings: numericSettings
                 + (targetCPU == "none" ? [] : [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))])),
         // Architectures, BatchNorm folding and the fused forward pass.

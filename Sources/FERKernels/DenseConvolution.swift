@@ -1,3 +1,5 @@
+import FERKernelsAVX512
+
 /// Shape of a dense (not depthwise) `kernel x kernel` 2-D convolution over NHWC tensors.
 ///
 /// Input `(batch, height, width, inputStride)`, of which channels `0 ..< inputChannels` are read;
@@ -149,10 +151,13 @@ public enum DenseConvolution {
     ///   - pixels: the output pixels to compute, in `(n, y, x)` order over the batch (all when
     ///     nil): threads sharing one convolution each take a range.
     ///   - method: nil for ``method(for:)``'s choice.
+    ///   - kernel: the tiles to run; nil for ``MicroKernel/forProduct(inner:)``'s choice. The indirect method runs ``MicroKernel/avx512`` tiles for more than 8 output
+    ///     channels and kernels up to 3x3, the 8-float tiles otherwise.
     public static func convolve(
         _ g: ConvolutionGeometry, input: UnsafePointer<Float>, weights: PackedWeights,
         output: UnsafeMutablePointer<Float>, accumulate: Bool = false, epilogue: PackedEpilogue,
-        scratch: UnsafeMutablePointer<Float>, pixels: Range<Int>? = nil, method: Method? = nil
+        scratch: UnsafeMutablePointer<Float>, pixels: Range<Int>? = nil, method: Method? = nil,
+        kernel: MicroKernel? = nil
     ) {
         precondition(weights.k == g.inner && weights.n == g.outputChannels,
                      "weights packed as \(weights.k)x\(weights.n) for a \(g.inner)x\(g.outputChannels) convolution")
@@ -160,14 +165,19 @@ public enum DenseConvolution {
         let range = pixels ?? 0..<g.pixels
         precondition(range.lowerBound >= 0 && range.upperBound <= g.pixels, "pixels \(range) of \(g.pixels)")
         if range.isEmpty { return }
+        let kernel = kernel ?? MicroKernel.forProduct(inner: g.inner)
         switch method ?? self.method(for: g) {
         case .indirect:
             scratch.update(repeating: 0, count: g.inputChannels)
+            if kernel == .avx512 && g.outputChannels > 8 && g.kernel * g.kernel <= avx512MaxTaps {
+                return convolveIndirectAVX512(g, range, input: input, weights: weights, output: output, accumulate: accumulate,
+                                              epilogue: epilogue, zeros: UnsafePointer(scratch))
+            }
             convolveIndirect(g, range, input: input, weights: weights, output: output, accumulate: accumulate, epilogue: epilogue,
                              zeros: UnsafePointer(scratch))
         case .lowered:
             convolveLowered(g, range, input: input, weights: weights, output: output, accumulate: accumulate, epilogue: epilogue,
-                            columns: scratch)
+                            columns: scratch, kernel: kernel)
         }
     }
 
@@ -286,6 +296,47 @@ public enum DenseConvolution {
                 }
             }
             p += rows
+        }
+    }
+
+    /// Kernel positions the AVX-512 path takes: a 12-pixel tile's input pointers (one per pixel
+    /// and tap) stay on the stack.
+    static let avx512MaxTaps = 9
+
+    /// ``convolveIndirect(_:_:input:weights:output:accumulate:epilogue:zeros:)`` on
+    /// ``MicroKernel/avx512`` tiles of 12 output pixels by 32 channels: the pixels' input pointers,
+    /// tap by tap, are gathered once per tile and every panel pair runs over them.
+    static func convolveIndirectAVX512(
+        _ g: ConvolutionGeometry, _ range: Range<Int>, input: UnsafePointer<Float>, weights: PackedWeights,
+        output: UnsafeMutablePointer<Float>, accumulate: Bool, epilogue: PackedEpilogue, zeros: UnsafePointer<Float>
+    ) {
+        let taps = g.kernel * g.kernel, tile = AVX512Tiles.tileRows
+        let (h, wd, ldi) = (g.height, g.width, g.inputStride)
+        let e = AVX512Tiles.Epilogue(bias: weights.bias, slopes: weights.slopes ?? weights.bias, n: g.outputChannels,
+                                     accumulate: accumulate, activation: epilogue.avx512)
+        withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: avx512MaxTaps * tile) { buffer in
+            let pointers = buffer.baseAddress!
+            var walk = PixelWalk(g, first: range.lowerBound)
+            var p = range.lowerBound
+            while p < range.upperBound {
+                let rows = min(tile, range.upperBound - p)
+                for r in 0..<rows {
+                    let o = walk.next()
+                    var t = r
+                    for ky in 0..<g.kernel {
+                        var tap = ky * wd * ldi
+                        for kx in 0..<g.kernel {
+                            pointers[t] = o.pointer(ky, kx, tap, height: h, width: wd, input: input, zeros: zeros)
+                            t += rows
+                            tap += ldi
+                        }
+                    }
+                }
+                AVX512Tiles.run(rows: rows, taps: taps, depth: g.inputChannels, pointers: pointers, k: weights.k,
+                                values: weights.values, panels: 0..<weights.panels, c: output + p * g.outputStride,
+                                ldc: g.outputStride, e)
+                p += rows
+            }
         }
     }
 
@@ -416,7 +467,8 @@ public enum DenseConvolution {
 
     static func convolveLowered(
         _ g: ConvolutionGeometry, _ range: Range<Int>, input: UnsafePointer<Float>, weights: PackedWeights,
-        output: UnsafeMutablePointer<Float>, accumulate: Bool, epilogue: PackedEpilogue, columns: UnsafeMutablePointer<Float>
+        output: UnsafeMutablePointer<Float>, accumulate: Bool, epilogue: PackedEpilogue, columns: UnsafeMutablePointer<Float>,
+        kernel: MicroKernel
     ) {
         let end = range.upperBound, block = loweredBlockRows(g), k = g.inner
         var walk = PixelWalk(g, first: range.lowerBound)
@@ -425,7 +477,7 @@ public enum DenseConvolution {
             let m = min(block, end - p0)
             lower(g, &walk, count: m, input: input, columns: columns)
             PackedGEMM.multiply(m: m, a: columns, lda: k, b: weights, c: output + p0 * g.outputStride, ldc: g.outputStride,
-                                accumulate: accumulate, epilogue: epilogue)
+                                accumulate: accumulate, epilogue: epilogue, kernel: kernel)
             p0 += m
         }
     }

@@ -1,3 +1,5 @@
+import FERKernelsAVX512
+
 /// A right-hand matrix `b (k, n)` of ``PackedGEMM`` in its micro-kernel's layout, with the
 /// per-column bias and PReLU slopes of the epilogue, packed once when a model is loaded.
 ///
@@ -63,6 +65,16 @@ public enum PackedEpilogue: Equatable, Sendable {
     case leakyRelu(Float)
     /// One slope per column, from ``PackedWeights/slopes``.
     case prelu
+
+    /// The same activation for the AVX-512 tiles.
+    var avx512: AVX512Tiles.Activation {
+        switch self {
+        case .identity: return .identity
+        case .relu: return .relu
+        case .leakyRelu(let s): return .leakyRelu(s)
+        case .prelu: return .prelu
+        }
+    }
 }
 
 /// `c[m, n] = epilogue(a[m, k] · b[k, n] (+ c[m, n] when accumulating) + bias[n])`, with `b`
@@ -85,21 +97,30 @@ public enum PackedGEMM {
     ///   - a: `m` rows of `b.k` values, row stride `lda`.
     ///   - c: `m` rows of `b.n` values, row stride `ldc`; read first when `accumulate` is true.
     ///   - epilogue: applied after the bias; `.prelu` needs weights packed with slopes.
+    ///   - kernel: the tiles to run; nil for ``MicroKernel/forProduct(inner:)``'s choice.
     public static func multiply(
         m: Int, a: UnsafePointer<Float>, lda: Int, b: PackedWeights,
-        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, epilogue: PackedEpilogue
+        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, epilogue: PackedEpilogue,
+        kernel: MicroKernel? = nil
     ) {
-        multiply(m: m, a: a, lda: lda, b: b, panels: 0..<b.panels, c: c, ldc: ldc, accumulate: accumulate, epilogue: epilogue)
+        multiply(m: m, a: a, lda: lda, b: b, panels: 0..<b.panels, c: c, ldc: ldc, accumulate: accumulate, epilogue: epilogue,
+                 kernel: kernel)
     }
 
     /// The product over a range of column panels only (columns `16 * panels.lowerBound ..<
     /// min(n, 16 * panels.upperBound)`): threads sharing one product each take some panels.
     public static func multiply(
         m: Int, a: UnsafePointer<Float>, lda: Int, b: PackedWeights, panels: Range<Int>,
-        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, epilogue: PackedEpilogue
+        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, epilogue: PackedEpilogue,
+        kernel: MicroKernel? = nil
     ) {
         precondition(m >= 0 && lda >= b.k && ldc >= b.n && panels.lowerBound >= 0 && panels.upperBound <= b.panels)
         precondition(epilogue != .prelu || b.slopes != nil, "PReLU epilogue on weights packed without slopes")
+        let kernel = kernel ?? MicroKernel.forProduct(inner: b.k)
+        precondition(MicroKernel.available.contains(kernel), "\(kernel) tiles on a CPU or build without them")
+        if kernel == .avx512 {
+            return multiplyAVX512(m: m, a: a, lda: lda, b: b, panels: panels, c: c, ldc: ldc, accumulate: accumulate, epilogue: epilogue)
+        }
         let k = b.k, w = panelWidth
         let slopes = b.slopes ?? b.bias  // read only by the PReLU epilogue
         let blockRows = max(tileRows, blockBytes / (4 * k) / tileRows * tileRows)
@@ -120,6 +141,32 @@ public enum PackedGEMM {
                 if i < i1 { tail(rows: i1 - i, k: k, a: a + i * lda, lda: lda, panel: panel, c: c + i * ldc + j * w, ldc: ldc, e) }
             }
             i0 = i1
+        }
+    }
+
+    /// Rows per block of the AVX-512 path: its row pointers (one per row) stay on the stack.
+    static let avx512BlockRows = 96
+
+    /// ``multiply(m:a:lda:b:panels:c:ldc:accumulate:epilogue:kernel:)`` on ``MicroKernel/avx512``
+    /// tiles: blocks of rows that stay in L1 while every panel passes over them.
+    static func multiplyAVX512(
+        m: Int, a: UnsafePointer<Float>, lda: Int, b: PackedWeights, panels: Range<Int>,
+        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, epilogue: PackedEpilogue
+    ) {
+        let tile = AVX512Tiles.tileRows
+        let blockRows = min(avx512BlockRows, max(tile, blockBytes / (4 * b.k) / tile * tile))
+        let e = AVX512Tiles.Epilogue(bias: b.bias, slopes: b.slopes ?? b.bias, n: b.n, accumulate: accumulate,
+                                     activation: epilogue.avx512)
+        withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: avx512BlockRows) { rows in
+            let rows = rows.baseAddress!
+            var i0 = 0
+            while i0 < m {
+                let count = min(blockRows, m - i0)
+                for r in 0..<count { rows[r] = a + (i0 + r) * lda }
+                AVX512Tiles.run(rows: count, taps: 1, depth: b.k, pointers: rows, k: b.k, values: b.values, panels: panels,
+                                c: c + i0 * ldc, ldc: ldc, e)
+                i0 += count
+            }
         }
     }
 

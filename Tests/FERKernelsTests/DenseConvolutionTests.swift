@@ -20,15 +20,20 @@ final class DenseConvolutionTests: XCTestCase {
         // One-row images of 1 to 13 pixels: every tail of the 6-pixel tiles, and of the 12-pixel
         // tiles that eight or fewer output channels run.
         for w in 1...13 { cases += [(3, 1, 1, 3, 8, 1, w, 1), (3, 1, 1, 5, 17, 1, w, 1)] }
+        // Around the AVX-512 tiles: 12 pixels by 32 channels (two panels), an odd last panel.
+        for w in [11, 12, 13, 23, 25] { cases += [(3, 1, 1, 4, 48, 1, w, 1), (3, 2, 1, 6, 40, 3, w, 1)] }
         for (k, s, p, cin, cout, h, w, n) in cases {
             for (ldi, ldo) in [(cin, cout), (cin + 3, cout + 5)] {
                 let g = try ConvolutionGeometry(batch: n, height: h, width: w, inputChannels: cin, inputStride: ldi,
                                                 outputChannels: cout, outputStride: ldo, kernel: k, stride: s, padding: p)
-                for method in DenseConvolution.Method.allCases {
-                    for epilogue in epilogues {
-                        for accumulate in [false, true] {
-                            check(g, method: method, epilogue: epilogue, accumulate: accumulate, withBias: (cin + cout) % 2 == 0, &rng,
-                                  label: "k\(k) s\(s) p\(p) \(cin)->\(cout) \(h)x\(w) n\(n) ld \(ldi)/\(ldo) \(method) \(epilogue) acc \(accumulate)")
+                for kernel in MicroKernel.available {
+                    for method in DenseConvolution.Method.allCases {
+                        for epilogue in epilogues {
+                            for accumulate in [false, true] {
+                                check(g, method: method, kernel: kernel, epilogue: epilogue, accumulate: accumulate,
+                                      withBias: (cin + cout) % 2 == 0, &rng,
+                                      label: "k\(k) s\(s) p\(p) \(cin)->\(cout) \(h)x\(w) n\(n) ld \(ldi)/\(ldo) \(kernel) \(method) \(epilogue) acc \(accumulate)")
+                            }
                         }
                     }
                 }
@@ -69,16 +74,22 @@ final class DenseConvolutionTests: XCTestCase {
         let input = (0..<2 * 63 * 16).map { _ in rng.nextFloat() }
         let weight = (0..<g.inner * 20).map { _ in rng.nextFloat() }
         let packed = DenseConvolution.pack(weight: weight, kernel: 3, inputChannels: 16, outputChannels: 20, bias: nil, slopes: nil)
-        for method in DenseConvolution.Method.allCases {
-            var scratch = [Float](repeating: 0, count: DenseConvolution.scratchCount(g, method: method))
-            var whole = [Float](repeating: -99, count: g.pixels * 20), parts = whole
-            DenseConvolution.convolve(g, input: input, weights: packed, output: &whole, epilogue: .relu, scratch: &scratch, method: method)
-            DenseConvolution.convolve(g, input: input, weights: packed, output: &parts, epilogue: .relu, scratch: &scratch, pixels: 0..<29, method: method)
-            XCTAssertEqual(parts[28 * 20 + 19], whole[28 * 20 + 19], "\(method)")
-            XCTAssertEqual(parts[29 * 20], -99, "\(method): pixel 29 not yet written")
-            DenseConvolution.convolve(g, input: input, weights: packed, output: &parts, epilogue: .relu, scratch: &scratch, pixels: 29..<70, method: method)
-            DenseConvolution.convolve(g, input: input, weights: packed, output: &parts, epilogue: .relu, scratch: &scratch, pixels: 70..<126, method: method)
-            XCTAssertTrue(parts == whole, "\(method): the parts differ from the whole")
+        for kernel in MicroKernel.available {
+            for method in DenseConvolution.Method.allCases {
+                var scratch = [Float](repeating: 0, count: DenseConvolution.scratchCount(g, method: method))
+                var whole = [Float](repeating: -99, count: g.pixels * 20), parts = whole
+                func run(_ pixels: Range<Int>?, _ out: inout [Float]) {
+                    DenseConvolution.convolve(g, input: input, weights: packed, output: &out, epilogue: .relu, scratch: &scratch, pixels: pixels,
+                                              method: method, kernel: kernel)
+                }
+                run(nil, &whole)
+                run(0..<29, &parts)
+                XCTAssertEqual(parts[28 * 20 + 19], whole[28 * 20 + 19], "\(kernel) \(method)")
+                XCTAssertEqual(parts[29 * 20], -99, "\(kernel) \(method): pixel 29 not yet written")
+                run(29..<70, &parts)
+                run(70..<126, &parts)
+                XCTAssertTrue(parts == whole, "\(kernel) \(method): the parts differ from the whole")
+            }
         }
     }
 
@@ -133,7 +144,7 @@ final class DenseConvolutionTests: XCTestCase {
     /// (read when accumulating), and the channels between `outputChannels` and the stride must
     /// keep them.
     private func check(
-        _ g: ConvolutionGeometry, method: DenseConvolution.Method, epilogue: PackedEpilogue, accumulate: Bool, withBias: Bool,
+        _ g: ConvolutionGeometry, method: DenseConvolution.Method, kernel: MicroKernel, epilogue: PackedEpilogue, accumulate: Bool, withBias: Bool,
         _ rng: inout SeededGenerator, label: String
     ) {
         let input = (0..<g.batch * g.height * g.width * g.inputStride).map { _ in rng.nextFloat() }
@@ -151,7 +162,7 @@ final class DenseConvolutionTests: XCTestCase {
                                               outputChannels: g.outputChannels, bias: bp, slopes: sl.baseAddress)
                 var scratch = [Float](repeating: .nan, count: DenseConvolution.scratchCount(g, method: method))
                 DenseConvolution.convolve(g, input: input, weights: packed, output: &actual, accumulate: accumulate, epilogue: epilogue,
-                                     scratch: &scratch, method: method)
+                                     scratch: &scratch, method: method, kernel: kernel)
             }
         }
         XCTAssertLessThan(largestDifference(actual, expected), 1e-4, label)

@@ -1,4 +1,5 @@
 import FERKernels
+import Foundation
 import XCTest
 
 /// The packed micro-kernel must agree with the plain loop at odd sizes: row counts around the
@@ -8,7 +9,11 @@ final class PackedGEMMTests: XCTestCase {
     func testPackedKernelMatchesReferenceAtOddSizesForEveryEpilogue() {
         var rng = SeededGenerator(seed: 21)
         let epilogues: [PackedEpilogue] = [.identity, .relu, .leakyRelu(0.1), .prelu]
-        for (m, n, k) in [(1, 1, 1), (5, 7, 3), (6, 16, 8), (7, 17, 13), (13, 33, 64), (50, 24, 129), (97, 48, 40), (2, 5, 300), (49, 20, 256)] {
+        // Around both tiles: 6x16 (8-float) and 12x32 (AVX-512, with a 12x16 tile for an odd last panel).
+        let shapes = [(1, 1, 1), (5, 7, 3), (6, 16, 8), (7, 17, 13), (13, 33, 64), (50, 24, 129), (97, 48, 40), (2, 5, 300),
+                      (49, 20, 256), (11, 64, 17), (12, 32, 5), (25, 80, 33), (131, 50, 7), (200, 96, 130)]
+        for kernel in MicroKernel.available {
+        for (m, n, k) in shapes {
             let (lda, ldb, ldc) = (k + 3, n + 1, n + 2)
             let a = (0..<m * lda).map { _ in rng.nextFloat() }
             let b = (0..<k * ldb).map { _ in rng.nextFloat() }
@@ -24,19 +29,49 @@ final class PackedGEMMTests: XCTestCase {
                 for epilogue in epilogues {
                     for accumulate in [false, true] {
                         var fast = c0, slow = c0
-                        PackedGEMM.multiply(m: m, a: a, lda: lda, b: packed, c: &fast, ldc: ldc, accumulate: accumulate, epilogue: epilogue)
+                        PackedGEMM.multiply(m: m, a: a, lda: lda, b: packed, c: &fast, ldc: ldc, accumulate: accumulate, epilogue: epilogue,
+                                            kernel: kernel)
                         PackedGEMM.multiplyReference(
                             m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, bias: withBias ? bias : nil, slopes: slopes,
                             c: &slow, ldc: ldc, accumulate: accumulate, epilogue: epilogue)
                         var worst: Float = 0
                         for i in 0..<fast.count { worst = max(worst, abs(fast[i] - slow[i])) }
-                        XCTAssertLessThan(worst, 1e-4, "m\(m) n\(n) k\(k) bias \(withBias) \(epilogue) acc \(accumulate)")
+                        XCTAssertLessThan(worst, 1e-4, "\(kernel) m\(m) n\(n) k\(k) bias \(withBias) \(epilogue) acc \(accumulate)")
                         // Columns between n and the row stride are left as they were.
                         for i in 0..<m { for j in n..<ldc { XCTAssertEqual(fast[i * ldc + j], c0[i * ldc + j]) } }
                     }
                 }
             }
         }
+        }
+    }
+
+    func testEveryKernelGivesTheSameFloats() {
+        // The tiles sum the same products in the same order: a model's outputs do not depend on the CPU.
+        var rng = SeededGenerator(seed: 23)
+        let (m, n, k) = (77, 72, 45)
+        let a = (0..<m * k).map { _ in rng.nextFloat() }
+        let b = (0..<k * n).map { _ in rng.nextFloat() }
+        let bias = (0..<n).map { _ in rng.nextFloat() }
+        let slopes = (0..<n).map { _ in 0.05 + abs(rng.nextFloat()) * 0.2 }
+        let packed = PackedWeights(b: b, k: k, n: n, ldb: n, bias: bias, slopes: slopes)
+        let start = (0..<m * n).map { _ in rng.nextFloat() }
+        var results: [[Float]] = []
+        for kernel in MicroKernel.available {
+            var c = start
+            PackedGEMM.multiply(m: m, a: a, lda: k, b: packed, c: &c, ldc: n, accumulate: true, epilogue: .prelu, kernel: kernel)
+            results.append(c)
+        }
+        for r in results.dropFirst() { XCTAssertTrue(r == results[0], "kernels \(MicroKernel.available) differ") }
+    }
+
+    func testAVX512TilesRunWhereTheCPUHasThem() throws {
+        let flags = try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
+            .split(separator: "\n").first { $0.hasPrefix("flags") }.map { Set($0.split(separator: " ").map(String.init)) } ?? []
+        let needed: Set<String> = ["avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"]
+        guard needed.isSubset(of: flags) else { throw XCTSkip("this CPU has no AVX-512: only the 8-float tiles run here") }
+        XCTAssertEqual(MicroKernel.available, [.simd8, .avx512])
+        if ProcessInfo.processInfo.environment["FER_KERNELS"] == nil { XCTAssertEqual(MicroKernel.preferred, .avx512) }
     }
 
     func testPanelRangesSplitTheProductExactly() {
@@ -46,13 +81,15 @@ final class PackedGEMMTests: XCTestCase {
         let b = (0..<k * n).map { _ in rng.nextFloat() }
         let packed = PackedWeights(b: b, k: k, n: n, ldb: n, bias: nil, slopes: nil)
         XCTAssertEqual(packed.panels, 3)
-        var whole = [Float](repeating: 0, count: m * n), parts = whole
-        PackedGEMM.multiply(m: m, a: a, lda: k, b: packed, c: &whole, ldc: n, accumulate: false, epilogue: .relu)
-        PackedGEMM.multiply(m: m, a: a, lda: k, b: packed, panels: 0..<1, c: &parts, ldc: n, accumulate: false, epilogue: .relu)
-        XCTAssertEqual(parts[15], whole[15])
-        XCTAssertEqual(parts[16], 0, "panel 1 not yet written")
-        PackedGEMM.multiply(m: m, a: a, lda: k, b: packed, panels: 1..<3, c: &parts, ldc: n, accumulate: false, epilogue: .relu)
-        XCTAssertEqual(parts, whole)
+        for kernel in MicroKernel.available {
+            var whole = [Float](repeating: 0, count: m * n), parts = whole
+            PackedGEMM.multiply(m: m, a: a, lda: k, b: packed, c: &whole, ldc: n, accumulate: false, epilogue: .relu, kernel: kernel)
+            PackedGEMM.multiply(m: m, a: a, lda: k, b: packed, panels: 0..<1, c: &parts, ldc: n, accumulate: false, epilogue: .relu, kernel: kernel)
+            XCTAssertEqual(parts[15], whole[15])
+            XCTAssertEqual(parts[16], 0, "\(kernel): panel 1 not yet written")
+            PackedGEMM.multiply(m: m, a: a, lda: k, b: packed, panels: 1..<3, c: &parts, ldc: n, accumulate: false, epilogue: .relu, kernel: kernel)
+            XCTAssertEqual(parts, whole, "\(kernel)")
+        }
     }
 
     func testPackingLaysColumnsOutInZeroPaddedPanels() {

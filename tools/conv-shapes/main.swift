@@ -4,7 +4,8 @@
 //            Elementwise.biasActivation;
 //   packed   im2col of the whole tensor, then PackedGEMM with bias and activation fused;
 //   lowered  DenseConvolution.convolve, method .lowered (im2col of cache-sized blocks + PackedGEMM);
-//   indirect DenseConvolution.convolve, method .indirect (no lowering).
+//   indirect DenseConvolution.convolve, method .indirect (no lowering), on the 8-float tiles;
+//   indirect-avx512  the same on the AVX-512 tiles, where the CPU has them.
 // Prints ms per call, as the thread's CPU time (CLOCK_THREAD_CPUTIME_ID: on a shared, loaded
 // machine wall time mostly measures the other processes), median of the rounds' medians, and the
 // fastest call's wall time; then the largest difference from `blas`.
@@ -36,7 +37,7 @@ let shapes: [Shape] = [
 ]
 // Per detector pass: how many times each shape runs (SSH's 16->16 three times per level).
 let perPass = [1, 1, 1, 1, 3, 1, 1, 1, 3, 1, 1, 3, 0]
-let methods = ["blas", "packed", "lowered", "indirect"]
+let methods = ["blas", "packed", "lowered", "indirect"] + (MicroKernel.available.contains(.avx512) ? ["indirect-avx512"] : [])
 
 openblas_set_num_threads(1)
 var seed: UInt64 = 1
@@ -90,7 +91,8 @@ final class Case {
                         }
                     default:
                         DenseConvolution.convolve(g, input: x, weights: packed, output: y, epilogue: s.activation, scratch: t,
-                                             method: method == "lowered" ? .lowered : .indirect)
+                                             method: method == "lowered" ? .lowered : .indirect,
+                                             kernel: method == "indirect" ? .simd8 : MicroKernel.preferred)
                     }
                 }
             }
@@ -115,7 +117,7 @@ if args.count == 5, args[1] == "--only" {
 
 let rounds = Int(ProcessInfo.processInfo.environment["ROUNDS"] ?? "7")!
 print("shape\tpixels\tMMAC\t" + methods.map { "\($0)_cpu_ms" }.joined(separator: "\t") + "\t" + methods.map { "\($0)_wall_min" }.joined(separator: "\t")
-      + "\tindirect/blas\tmin indirect/blas\tmax|diff|")
+      + "\t\(methods.last!)/blas\tmin \(methods.last!)/blas\tmax|diff|")
 var passMinimum = [Double](repeating: 0, count: methods.count)
 var passTotals = [Double](repeating: 0, count: methods.count)
 // SHAPES="0 4" times only those shapes (indices into `shapes`).
@@ -152,6 +154,6 @@ for (index, s) in shapes.enumerated() where selected?.contains(index) ?? true {
     }
     print("\(s.name)\t\(c.g.pixels)\t" + String(format: "%.1f", macs / 1e6) + "\t"
           + (ms + fastest).map { String(format: "%.3f", $0) }.joined(separator: "\t")
-          + "\t" + String(format: "%.2f", ms[3] / ms[0]) + "\t" + String(format: "%.2f", fastest[3] / fastest[0]) + "\t" + String(format: "%.1e", worst))
+          + "\t" + String(format: "%.2f", ms.last! / ms[0]) + "\t" + String(format: "%.2f", fastest.last! / fastest[0]) + "\t" + String(format: "%.1e", worst))
 }
 print("RetinaFace pass (every 3x3 conv at 640x443)\t\t\t" + (passTotals + passMinimum).map { String(format: "%.3f", $0) }.joined(separator: "\t"))

@@ -35,7 +35,8 @@ func best(_ runs: Int, _ body: () -> Void) -> Double {
     return best
 }
 
-print("rows\tinner\tcols\tmodel\tblas_us\tpacked_us\tpacked/blas\tpacked_GFLOPs")
+let kernels = MicroKernel.available
+print("rows\tinner\tcols\tmodel\tblas_us" + kernels.map { "\t\($0)_us\t\($0)/blas\t\($0)_GFLOPs" }.joined())
 for s in shapes {
     let a = (0..<s.rows * s.inner).map { _ in nextValue() }
     let b = (0..<s.inner * s.columns).map { _ in nextValue() }
@@ -44,7 +45,7 @@ for s in shapes {
     var c = [Float](repeating: 0, count: s.rows * s.columns)
     let packed = PackedWeights(b: b, k: s.inner, n: s.columns, ldb: s.columns, bias: bias, slopes: slopes)
     let runs = max(5, min(200, 200_000_000 / (s.rows * s.inner * s.columns)))
-    var blas = 0.0, ours = 0.0
+    var blas = 0.0, ours = [Double](repeating: 0, count: kernels.count)
     // Interleaved rounds, best of each.
     for _ in 0..<3 {
         blas = best(runs) {
@@ -53,11 +54,14 @@ for s in shapes {
                 Elementwise.biasActivation(&c, rows: s.rows, cols: s.columns, ld: s.columns, bias: bias, activation: .prelu(sl.baseAddress!))
             }
         }
-        ours = best(runs) {
-            PackedGEMM.multiply(m: s.rows, a: a, lda: s.inner, b: packed, c: &c, ldc: s.columns, accumulate: false, epilogue: .prelu)
+        for (i, kernel) in kernels.enumerated() {
+            ours[i] = best(runs) {
+                PackedGEMM.multiply(m: s.rows, a: a, lda: s.inner, b: packed, c: &c, ldc: s.columns, accumulate: false, epilogue: .prelu,
+                                    kernel: kernel)
+            }
         }
     }
     let flops = 2.0 * Double(s.rows * s.inner * s.columns)
-    print("\(s.rows)\t\(s.inner)\t\(s.columns)\t\(s.model)\t\(Int(blas / 1000))\t\(Int(ours / 1000))\t"
-          + String(format: "%.2f", ours / blas) + "\t" + String(format: "%.1f", flops / ours))
+    print("\(s.rows)\t\(s.inner)\t\(s.columns)\t\(s.model)\t\(Int(blas / 1000))"
+          + ours.map { "\t\(Int($0 / 1000))\t" + String(format: "%.2f", $0 / blas) + "\t" + String(format: "%.1f", flops / $0) }.joined())
 }

@@ -1,0 +1,221 @@
+/// The AVX-512 micro-kernel behind FERKernels' packed products (`PackedGEMM`, `DenseConvolution`):
+/// this module alone is compiled for AVX-512 (`-target-cpu skylake-avx512` in release builds), and
+/// FERKernels calls it only where the running CPU has those units (`CPUFeatures`). It knows nothing
+/// of shapes or layers: it runs tiles of rows against packed 16-column panels.
+///
+/// The packed layout is FERKernels' `PackedWeights`: panel `j` holds `k` rows of 16 floats,
+/// `values[(j * k + p) * 16 + l]`. A tile is 12 rows x 32 columns (two panels), 24 accumulators of
+/// 16 floats, or 12 rows x 16 columns for a last odd panel. Each tile sums the same products in the
+/// same order as the AVX2 tile, so the two give the same floats.
+public enum AVX512Tiles {
+    /// Whether this build holds the AVX-512 code (release builds on x86-64 with the package's CPU
+    /// flags). Without it the functions below still run, lowered for whatever the target is.
+    public static var compiled: Bool {
+        #if FER_AVX512
+        return true
+        #else
+        return false
+        #endif
+    }
+
+    /// Rows per tile.
+    public static let tileRows = 12
+
+    /// The activation applied after the bias (and residual).
+    public enum Activation: Equatable, Sendable {
+        case identity, relu, leakyRelu(Float)
+        /// One slope per column, from ``Epilogue/slopes``.
+        case prelu
+    }
+
+    /// What the tiles do after the products: `c = activation(sum (+ c) + bias)`.
+    public struct Epilogue {
+        /// `16 * panels` floats (the packed bias, zeros past `n`), and the packed slopes (any
+        /// pointer of that size when the activation is not PReLU).
+        public var bias: UnsafePointer<Float>, slopes: UnsafePointer<Float>
+        /// Columns of the product (the last panel may be partial).
+        public var n: Int
+        public var accumulate: Bool
+        public var activation: Activation
+
+        public init(bias: UnsafePointer<Float>, slopes: UnsafePointer<Float>, n: Int, accumulate: Bool, activation: Activation) {
+            self.bias = bias
+            self.slopes = slopes
+            self.n = n
+            self.accumulate = accumulate
+            self.activation = activation
+        }
+    }
+
+    /// Computes `rows` rows of `c` for the column panels `panels` (of 16 columns), over `k` packed
+    /// rows of the weights split into `taps` runs of `depth` (`taps * depth == k`).
+    ///
+    /// Row `r` reads, for tap `t`, the `depth` floats at `pointers[t * rows + r]`: for a matrix
+    /// product there is one tap and the pointers are the rows of `a`; for a convolution each tap
+    /// is one kernel position and the pointer the input pixel under it (or a row of zeros in the
+    /// padding). Row `r` of the result goes to `c + r * ldc`.
+    @inline(never)
+    public static func run(
+        rows: Int, taps: Int, depth: Int, pointers: UnsafePointer<UnsafePointer<Float>>,
+        k: Int, values: UnsafePointer<Float>, panels: Range<Int>,
+        c: UnsafeMutablePointer<Float>, ldc: Int, _ e: Epilogue
+    ) {
+        precondition(taps * depth == k && rows >= 0)
+        var j = panels.lowerBound
+        while j < panels.upperBound {
+            let pair = j + 1 < panels.upperBound
+            let panel = values + j * k * 16
+            var i = 0
+            while i < rows {
+                let r = min(tileRows, rows - i)
+                let p = pointers + i, out = c + i * ldc + j * 16
+                if pair {
+                    switch r {
+                    case 12: tile(rows: 12, wide: true, taps, depth, rows, p, panel, k, out, ldc, j, e)
+                    case 11: tile(rows: 11, wide: true, taps, depth, rows, p, panel, k, out, ldc, j, e)
+                    case 10: tile(rows: 10, wide: true, taps, depth, rows, p, panel, k, out, ldc, j, e)
+                    case 9: tile(rows: 9, wide: true, taps, depth, rows, p, panel, k, out, ldc, j, e)
+                    case 8: tile(rows: 8, wide: true, taps, depth, rows, p, panel, k, out, ldc, j, e)
+                    case 7: tile(rows: 7, wide: true, taps, depth, rows, p, panel, k, out, ldc, j, e)
+                    default: narrowTiles(r, wide: true, taps, depth, rows, p, panel, k, out, ldc, j, e)
+                    }
+                } else {
+                    switch r {
+                    case 12: tile(rows: 12, wide: false, taps, depth, rows, p, panel, k, out, ldc, j, e)
+                    case 11: tile(rows: 11, wide: false, taps, depth, rows, p, panel, k, out, ldc, j, e)
+                    case 10: tile(rows: 10, wide: false, taps, depth, rows, p, panel, k, out, ldc, j, e)
+                    case 9: tile(rows: 9, wide: false, taps, depth, rows, p, panel, k, out, ldc, j, e)
+                    case 8: tile(rows: 8, wide: false, taps, depth, rows, p, panel, k, out, ldc, j, e)
+                    case 7: tile(rows: 7, wide: false, taps, depth, rows, p, panel, k, out, ldc, j, e)
+                    default: narrowTiles(r, wide: false, taps, depth, rows, p, panel, k, out, ldc, j, e)
+                    }
+                }
+                i += r
+            }
+            j += pair ? 2 : 1
+        }
+    }
+
+    /// Tiles of 1 to 6 rows, out of line so that the large tiles are the ones inlined above.
+    @inline(never)
+    static func narrowTiles(
+        _ r: Int, wide: Bool, _ taps: Int, _ depth: Int, _ stride: Int, _ p: UnsafePointer<UnsafePointer<Float>>,
+        _ panel: UnsafePointer<Float>, _ k: Int, _ out: UnsafeMutablePointer<Float>, _ ldc: Int, _ j: Int, _ e: Epilogue
+    ) {
+        if wide {
+            switch r {
+            case 6: tile(rows: 6, wide: true, taps, depth, stride, p, panel, k, out, ldc, j, e)
+            case 5: tile(rows: 5, wide: true, taps, depth, stride, p, panel, k, out, ldc, j, e)
+            case 4: tile(rows: 4, wide: true, taps, depth, stride, p, panel, k, out, ldc, j, e)
+            case 3: tile(rows: 3, wide: true, taps, depth, stride, p, panel, k, out, ldc, j, e)
+            case 2: tile(rows: 2, wide: true, taps, depth, stride, p, panel, k, out, ldc, j, e)
+            default: tile(rows: 1, wide: true, taps, depth, stride, p, panel, k, out, ldc, j, e)
+            }
+        } else {
+            switch r {
+            case 6: tile(rows: 6, wide: false, taps, depth, stride, p, panel, k, out, ldc, j, e)
+            case 5: tile(rows: 5, wide: false, taps, depth, stride, p, panel, k, out, ldc, j, e)
+            case 4: tile(rows: 4, wide: false, taps, depth, stride, p, panel, k, out, ldc, j, e)
+            case 3: tile(rows: 3, wide: false, taps, depth, stride, p, panel, k, out, ldc, j, e)
+            case 2: tile(rows: 2, wide: false, taps, depth, stride, p, panel, k, out, ldc, j, e)
+            default: tile(rows: 1, wide: false, taps, depth, stride, p, panel, k, out, ldc, j, e)
+            }
+        }
+    }
+
+    /// One tile: `rows` (1...12) rows x one panel, or two when `wide` (both constants where
+    /// inlined). `stride` is the distance between taps in `pointers`.
+    @inline(__always)
+    static func tile(
+        rows: Int, wide: Bool, _ taps: Int, _ depth: Int, _ stride: Int, _ pointers: UnsafePointer<UnsafePointer<Float>>,
+        _ panel: UnsafePointer<Float>, _ k: Int, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ j: Int, _ e: Epilogue
+    ) {
+        let z = SIMD16<Float>(repeating: 0)
+        var (c0, c1, c2, c3, c4, c5) = (z, z, z, z, z, z)
+        var (c6, c7, c8, c9, c10, c11) = (z, z, z, z, z, z)
+        var (d0, d1, d2, d3, d4, d5) = (z, z, z, z, z, z)
+        var (d6, d7, d8, d9, d10, d11) = (z, z, z, z, z, z)
+        var bp = panel
+        let second = k * 16  // the next panel, same row
+        for t in 0..<taps {
+            let q = pointers + t * stride
+            // Rows past `rows` are never read; their pointers repeat row 0.
+            let a0 = q[0]
+            let a1 = rows > 1 ? q[1] : a0, a2 = rows > 2 ? q[2] : a0, a3 = rows > 3 ? q[3] : a0
+            let a4 = rows > 4 ? q[4] : a0, a5 = rows > 5 ? q[5] : a0, a6 = rows > 6 ? q[6] : a0
+            let a7 = rows > 7 ? q[7] : a0, a8 = rows > 8 ? q[8] : a0, a9 = rows > 9 ? q[9] : a0
+            let a10 = rows > 10 ? q[10] : a0, a11 = rows > 11 ? q[11] : a0
+            for p in 0..<depth {
+                let b = load(bp)
+                let b2 = wide ? load(bp + second) : z
+                var x = SIMD16<Float>(repeating: a0[p])
+                c0.addProduct(x, b); if wide { d0.addProduct(x, b2) }
+                if rows > 1 { x = SIMD16(repeating: a1[p]); c1.addProduct(x, b); if wide { d1.addProduct(x, b2) } }
+                if rows > 2 { x = SIMD16(repeating: a2[p]); c2.addProduct(x, b); if wide { d2.addProduct(x, b2) } }
+                if rows > 3 { x = SIMD16(repeating: a3[p]); c3.addProduct(x, b); if wide { d3.addProduct(x, b2) } }
+                if rows > 4 { x = SIMD16(repeating: a4[p]); c4.addProduct(x, b); if wide { d4.addProduct(x, b2) } }
+                if rows > 5 { x = SIMD16(repeating: a5[p]); c5.addProduct(x, b); if wide { d5.addProduct(x, b2) } }
+                if rows > 6 { x = SIMD16(repeating: a6[p]); c6.addProduct(x, b); if wide { d6.addProduct(x, b2) } }
+                if rows > 7 { x = SIMD16(repeating: a7[p]); c7.addProduct(x, b); if wide { d7.addProduct(x, b2) } }
+                if rows > 8 { x = SIMD16(repeating: a8[p]); c8.addProduct(x, b); if wide { d8.addProduct(x, b2) } }
+                if rows > 9 { x = SIMD16(repeating: a9[p]); c9.addProduct(x, b); if wide { d9.addProduct(x, b2) } }
+                if rows > 10 { x = SIMD16(repeating: a10[p]); c10.addProduct(x, b); if wide { d10.addProduct(x, b2) } }
+                if rows > 11 { x = SIMD16(repeating: a11[p]); c11.addProduct(x, b); if wide { d11.addProduct(x, b2) } }
+                bp += 16
+            }
+        }
+        func row(_ v: SIMD16<Float>, _ w: SIMD16<Float>, _ r: Int) {
+            finish(v, c + r * ldc, j, e)
+            if wide { finish(w, c + r * ldc + 16, j + 1, e) }
+        }
+        row(c0, d0, 0)
+        if rows > 1 { row(c1, d1, 1) }
+        if rows > 2 { row(c2, d2, 2) }
+        if rows > 3 { row(c3, d3, 3) }
+        if rows > 4 { row(c4, d4, 4) }
+        if rows > 5 { row(c5, d5, 5) }
+        if rows > 6 { row(c6, d6, 6) }
+        if rows > 7 { row(c7, d7, 7) }
+        if rows > 8 { row(c8, d8, 8) }
+        if rows > 9 { row(c9, d9, 9) }
+        if rows > 10 { row(c10, d10, 10) }
+        if rows > 11 { row(c11, d11, 11) }
+    }
+
+    /// Bias, residual, activation and store of one tile row in panel `j`.
+    @_transparent
+    static func finish(_ sum: SIMD16<Float>, _ out: UnsafeMutablePointer<Float>, _ j: Int, _ e: Epilogue) {
+        let cols = e.n - j * 16
+        guard cols >= 16 else { return finishPartial(sum, out, j, e) }
+        var v = sum + load(e.bias + j * 16)
+        if e.accumulate { v += load(UnsafePointer(out)) }
+        activate(&v, j, e)
+        UnsafeMutableRawPointer(out).storeBytes(of: v, as: SIMD16<Float>.self)
+    }
+
+    /// ``finish(_:_:_:_:)`` for a last panel of fewer than 16 columns.
+    @inline(never)
+    static func finishPartial(_ sum: SIMD16<Float>, _ out: UnsafeMutablePointer<Float>, _ j: Int, _ e: Epilogue) {
+        let cols = e.n - j * 16
+        var v = sum + load(e.bias + j * 16)
+        if e.accumulate { for l in 0..<cols { v[l] += out[l] } }
+        activate(&v, j, e)
+        for l in 0..<cols { out[l] = v[l] }
+    }
+
+    @_transparent
+    static func activate(_ v: inout SIMD16<Float>, _ j: Int, _ e: Epilogue) {
+        switch e.activation {
+        case .identity: break
+        // Masked blends, as FERKernels' epilogues: the same values, NaN included.
+        case .relu: v.replace(with: 0, where: v .< 0)
+        case .leakyRelu(let slope): v.replace(with: v * slope, where: v .< 0)
+        case .prelu: v.replace(with: v * load(e.slopes + j * 16), where: v .< 0)
+        }
+    }
+
+    @_transparent
+    static func load(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
+        UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
+    }
+}
