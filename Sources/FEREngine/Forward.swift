@@ -5,8 +5,9 @@ import FERTensor
 typealias StageObserver = (_ name: String, _ activation: Tensor) -> Void
 
 /// One worker's memory for an ``ExecutionPlan``: a single arena holding every tensor and scratch
-/// buffer of the plan for up to `batch` images, at the plan's offsets scaled by `batch`.
-final class Workspace {
+/// buffer of the plan for up to `batch` images, at the plan's offsets scaled by `batch`; and, when
+/// it runs on several threads, the ``ThreadTeam`` that shares each pass.
+final class Workspace: TeamTask {
     let plan: ExecutionPlan
     /// Images the arena holds.
     let batch: Int
@@ -17,9 +18,14 @@ final class Workspace {
     let buffers: [UnsafeMutablePointer<Float>]
     /// Per-stage timing while set.
     var profile: StageProfile?
-    /// Threads one pass may use (BLAS threads splitting one image's products); with more than one,
-    /// convolutions run on OpenBLAS, which splits them.
-    var threads = 1
+    /// Threads sharing each pass: this one and the team's helpers.
+    var threads: Int { team?.size ?? 1 }
+    private var team: ThreadTeam?
+    /// Per team member past the first, a scratch buffer as large as the largest step's.
+    private var memberScratch: [UnsafeMutablePointer<Float>] = []
+    private let scratchCount: Int
+    /// The step the team is running.
+    private var current = 0
 
     init(plan: ExecutionPlan, batch: Int) {
         self.plan = plan
@@ -30,9 +36,44 @@ final class Workspace {
         arena.initialize(repeating: 0, count: count)
         self.arena = arena
         buffers = plan.offsets.map { arena + $0 * batch }
+        scratchCount = max(1, plan.steps.compactMap { $0.scratch.map { plan.placements[$0].count } }.max() ?? 0) * batch
     }
 
-    deinit { arena.deallocate() }
+    deinit {
+        team?.stop()
+        arena.deallocate()
+        for p in memberScratch { p.deallocate() }
+    }
+
+    /// Makes the next passes run on `threads` threads (starting the helpers the first time a
+    /// count is asked for; one thread stops them).
+    func use(threads: Int) {
+        precondition(threads >= 1)
+        guard threads != self.threads else { return }
+        team?.stop()
+        for p in memberScratch { p.deallocate() }
+        team = threads > 1 ? ThreadTeam(size: threads) : nil
+        memberScratch = (1..<max(1, threads)).map { _ in
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: scratchCount)
+            p.initialize(repeating: 0, count: scratchCount)
+            return p
+        }
+    }
+
+    /// Step `step`'s scratch buffer for team member `member`.
+    func scratch(_ step: ExecutionPlan.Step, member: Int) -> UnsafeMutablePointer<Float> {
+        member == 0 ? buffers[step.scratch!] : memberScratch[member - 1]
+    }
+
+    /// Runs step `index` on every member of the team.
+    fileprivate func share(step index: Int) {
+        current = index
+        team!.run(self)
+    }
+
+    func run(member: Int, of members: Int) {
+        plan.run(plan.steps[current], self, active, part: member, of: members)
+    }
 
     /// Bytes held by the arena.
     var byteCount: Int { max(1, plan.arenaSize * batch) * MemoryLayout<Float>.size }
@@ -48,8 +89,12 @@ extension ExecutionPlan {
         let n = ws.active
         let profile = ws.profile
         profile?.start()
-        for step in steps {
-            run(step, ws, n)
+        for (index, step) in steps.enumerated() {
+            if ws.threads > 1 && step.splits {
+                ws.share(step: index)
+            } else {
+                run(step, ws, n, part: 0, of: 1)
+            }
             profile?.mark(step.stage, step.label)
             if let observe, !step.reports.isEmpty {
                 let s = shapes[step.output]
@@ -59,8 +104,17 @@ extension ExecutionPlan {
         }
     }
 
+    /// Rows of a 1x1 convolution from which team members share its rows; below, its column
+    /// panels (each member then reads only its part of the weights).
+    static let rowSplitMinimum = 192
+    /// Rows or pixels a member's part is a multiple of: whole tiles of either micro-kernel.
+    static let splitAlignment = 12
+
+    /// Runs part `part` of `parts` of one step: steps that ``Step/splits`` divide their output
+    /// between the parts (each part computed exactly as a whole pass would, so any thread count
+    /// gives the same floats); the others run whole, with one part.
     @inline(__always)
-    private func run(_ step: Step, _ ws: Workspace, _ n: Int) {
+    fileprivate func run(_ step: Step, _ ws: Workspace, _ n: Int, part: Int, of parts: Int) {
         let out = ws.tensor(step.output)
         let o = shapes[step.output]
         switch step.work {
@@ -68,31 +122,49 @@ extension ExecutionPlan {
             let rows = n * o.height * o.width
             let k = c.kernel * c.kernel * c.cin
             let a = UnsafePointer(ws.tensor(c.input))
-            if let g = c.geometry, case .packed(let packed, let epilogue, let after) = c.gemm {
-                // KxK (or strided / padded 1x1): direct, whatever the thread count.
-                DenseConvolution.convolve(g.withBatch(n), input: a, weights: packed, output: out, accumulate: c.accumulate,
-                                     epilogue: epilogue, scratch: ws.buffers[step.scratch!])
-                if let after { Elementwise.biasActivation(out, rows: rows, cols: c.cout, ld: c.cout, bias: nil, activation: after) }
-                return
-            }
             switch c.gemm {
-            case .packed(let packed, let epilogue, let after) where ws.threads == 1:
-                PackedGEMM.multiply(m: rows, a: a, lda: k, b: packed, c: out, ldc: c.cout, accumulate: c.accumulate, epilogue: epilogue)
-                if let after { Elementwise.biasActivation(out, rows: rows, cols: c.cout, ld: c.cout, bias: nil, activation: after) }
-            default:
-                // OpenBLAS, also when one image runs on several threads (its threads split the product).
+            case .packed(let packed, let epilogue, let after):
+                if let g = c.geometry {
+                    // KxK (or strided / padded 1x1): direct, output pixels shared in whole tiles.
+                    let pixels = share(rows, part: part, of: parts, align: Self.splitAlignment)
+                    DenseConvolution.convolve(g.withBatch(n), input: a, weights: packed, output: out, accumulate: c.accumulate,
+                                              epilogue: epilogue, scratch: ws.scratch(step, member: part), pixels: pixels)
+                    if let after {
+                        Elementwise.biasActivation(out + pixels.lowerBound * c.cout, rows: pixels.count, cols: c.cout, ld: c.cout,
+                                                   bias: nil, activation: after)
+                    }
+                } else if parts == 1 || rows >= Self.rowSplitMinimum {
+                    let r = share(rows, part: part, of: parts, align: Self.splitAlignment)
+                    let c0 = out + r.lowerBound * c.cout
+                    PackedGEMM.multiply(m: r.count, a: a + r.lowerBound * k, lda: k, b: packed, c: c0, ldc: c.cout,
+                                        accumulate: c.accumulate, epilogue: epilogue)
+                    if let after { Elementwise.biasActivation(c0, rows: r.count, cols: c.cout, ld: c.cout, bias: nil, activation: after) }
+                } else {
+                    // Few rows: each part takes whole pairs of panels (the AVX-512 tiles' width).
+                    let panels = share(packed.panels, part: part, of: parts, align: 2)
+                    PackedGEMM.multiply(m: rows, a: a, lda: k, b: packed, panels: panels, c: out, ldc: c.cout,
+                                        accumulate: c.accumulate, epilogue: epilogue)
+                    let w = PackedGEMM.panelWidth
+                    let columns = min(c.cout, panels.lowerBound * w)..<min(c.cout, panels.upperBound * w)
+                    if let after, !columns.isEmpty {
+                        Elementwise.biasActivation(out + columns.lowerBound, rows: rows, cols: columns.count, ld: c.cout,
+                                                   bias: nil, activation: after)
+                    }
+                }
+            case .blas:
                 GEMM.multiply(m: rows, n: c.cout, k: k, a: a, lda: k, b: c.weight, ldb: c.cout, c: out, ldc: c.cout, accumulate: c.accumulate)
                 Elementwise.biasActivation(out, rows: rows, cols: c.cout, ld: c.cout, bias: c.bias, activation: c.activation)
             }
         case .depthwise(let d):
             var g = d.geometry
             g.batch = n
-            Depthwise.convolve(g, input: ws.tensor(d.input), weights: d.weight, bias: d.bias, output: out)
+            let rows = share(n * o.height, part: part, of: parts)
+            Depthwise.convolve(g, input: ws.tensor(d.input), weights: d.weight, bias: d.bias, output: out, rows: rows)
             switch d.activation {
             case .identity: break
             default:
-                Elementwise.biasActivation(out + g.channelOffset, rows: n * o.height * o.width, cols: g.channels, ld: o.channels,
-                                           bias: nil, activation: d.activation)
+                Elementwise.biasActivation(out + rows.lowerBound * o.width * o.channels + g.channelOffset, rows: rows.count * o.width,
+                                           cols: g.channels, ld: o.channels, bias: nil, activation: d.activation)
             }
         case .add(let a, let b):
             let count = n * o.count
@@ -140,12 +212,15 @@ extension ExecutionPlan {
             }
         case .coordinatePool(let t):
             let x = shapes[t]
-            CoordinatePooling.pool(input: ws.tensor(t), batch: n, height: x.height, width: x.width, channels: x.channels, pooled: out)
+            CoordinatePooling.pool(input: ws.tensor(t), batch: n, height: x.height, width: x.width, channels: x.channels, pooled: out,
+                                   lanes: share(x.channels, part: part, of: parts, align: 8))
         case .attention(let a):
-            attentionGates(a, pooled: ws.tensor(a.pooled), gates: out, hidden: ws.buffers[step.scratch!], batch: n)
+            attentionGates(a, pooled: ws.tensor(a.pooled), gates: out, hidden: ws.buffers[step.scratch!],
+                           positions: share(n * (a.rows + a.columns), part: part, of: parts, align: Self.splitAlignment))
         case .gate(let x, let gates):
             let s = shapes[x]
-            CoordinatePooling.gate(out, batch: n, height: s.height, width: s.width, channels: s.channels, gates: ws.tensor(gates))
+            CoordinatePooling.gate(out, batch: n, height: s.height, width: s.width, channels: s.channels, gates: ws.tensor(gates),
+                                   rows: share(n * s.height, part: part, of: parts))
         case .gateMap(let gates):
             out.update(repeating: 1, count: n * o.count)
             CoordinatePooling.gate(out, batch: n, height: o.height, width: o.width, channels: o.channels, gates: ws.tensor(gates))
@@ -176,24 +251,28 @@ extension ExecutionPlan {
         }
     }
 
-    /// Turns pooled rows and columns `(batch, h + w, c)` into gates: conv1 + h_swish over all
-    /// positions, then conv2 + sigmoid on the rows and conv3 + sigmoid on the columns.
+    /// Turns pooled rows and columns `(batch, h + w, c)` into gates: conv1 + h_swish, then conv2 +
+    /// sigmoid on the rows and conv3 + sigmoid on the columns. Each position depends on its own
+    /// pooled values only, so threads share the positions (`range`, numbered over the batch).
     private func attentionGates(
         _ a: AttentionStep, pooled: UnsafeMutablePointer<Float>, gates: UnsafeMutablePointer<Float>,
-        hidden: UnsafeMutablePointer<Float>, batch n: Int
+        hidden: UnsafeMutablePointer<Float>, positions range: Range<Int>
     ) {
         let (h, w, c, mip) = (a.rows, a.columns, a.channels, a.hidden)
-        let positions = h + w
+        let positions = h + w, first = range.lowerBound
         // Biases in the products' epilogues; h_swish and sigmoid as second passes.
-        PackedGEMM.multiply(m: n * positions, a: pooled, lda: c, b: a.conv1, c: hidden, ldc: mip, accumulate: false, epilogue: .identity)
-        Elementwise.biasActivation(hidden, rows: n * positions, cols: mip, ld: mip, bias: nil, activation: .hardSwish)
-        for b in 0..<n {
-            let hid = hidden + b * positions * mip
-            let g = gates + b * positions * c
-            PackedGEMM.multiply(m: h, a: hid, lda: mip, b: a.conv2, c: g, ldc: c, accumulate: false, epilogue: .identity)
-            PackedGEMM.multiply(m: w, a: hid + h * mip, lda: mip, b: a.conv3, c: g + h * c, ldc: c, accumulate: false, epilogue: .identity)
-            Elementwise.biasActivation(g, rows: positions, cols: c, ld: c, bias: nil, activation: .sigmoid)
+        PackedGEMM.multiply(m: range.count, a: pooled + first * c, lda: c, b: a.conv1, c: hidden + first * mip, ldc: mip,
+                            accumulate: false, epilogue: .identity)
+        Elementwise.biasActivation(hidden + first * mip, rows: range.count, cols: mip, ld: mip, bias: nil, activation: .hardSwish)
+        func project(_ part: Range<Int>, _ weights: PackedWeights) {
+            PackedGEMM.multiply(m: part.count, a: hidden + part.lowerBound * mip, lda: mip, b: weights,
+                                c: gates + part.lowerBound * c, ldc: c, accumulate: false, epilogue: .identity)
         }
+        for b in first / positions..<(range.upperBound + positions - 1) / positions {
+            project(range.clamped(to: b * positions..<b * positions + h), a.conv2)
+            project(range.clamped(to: b * positions + h..<(b + 1) * positions), a.conv3)
+        }
+        Elementwise.biasActivation(gates + first * c, rows: range.count, cols: c, ld: c, bias: nil, activation: .sigmoid)
     }
 
     /// PyTorch's adaptive windows: output i of n over length L averages [floor(i*L/n), ceil((i+1)*L/n)).
@@ -215,6 +294,20 @@ extension ExecutionPlan {
                     }
                 }
             }
+        }
+    }
+}
+
+extension ExecutionPlan.Step {
+    /// Whether a team shares this step (the convolutions and coordinate attention, nearly all of a
+    /// pass's time); the rest run on the calling thread.
+    var splits: Bool {
+        switch work {
+        case .convolution(let c):
+            if case .packed = c.gemm { return true }
+            return false
+        case .depthwise, .coordinatePool, .attention, .gate: return true
+        default: return false
         }
     }
 }

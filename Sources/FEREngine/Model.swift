@@ -168,9 +168,11 @@ public struct Prediction: Sendable {
 /// Buffers for one model, one input size, a maximum batch size and a thread count, planned and
 /// allocated once.
 ///
-/// With one thread, ``run(nchw:batch:)`` allocates nothing. With several, a batch is split
-/// into one chunk per thread, each run through its own workspace with single-threaded BLAS; a
-/// single image uses multi-threaded BLAS instead. Not thread-safe: use one session per thread.
+/// With several threads, a batch is split into one chunk per thread, each run through its own
+/// workspace; a single image is shared by a team of threads (the caller and helpers started on
+/// its first run, asleep between runs), which split each convolution's output. Results are the
+/// same floats whatever the thread count. A single image's run allocates nothing after the
+/// first. Not thread-safe: use one session per thread.
 public final class InferenceSession {
     public let model: FERModel
     /// Largest batch this session runs.
@@ -266,13 +268,13 @@ public final class InferenceSession {
                 start += worker.active
             }
         }
+        // OpenBLAS runs only the few products our tiles lose (8 or fewer columns), on this thread.
+        BLASThreads.set(1)
         if used == 1 {
-            BLASThreads.set(threads)
-            workers[0].threads = threads
+            workers[0].use(threads: threads)
             runWorker(0)
         } else {
-            BLASThreads.set(1)
-            for w in workers { w.threads = 1 }
+            for w in workers { w.use(threads: 1) }
             // Each iteration touches only its own workspace and its own rows of the results.
             let job = UncheckedSendable(runWorker)
             DispatchQueue.concurrentPerform(iterations: used) { job.value($0) }

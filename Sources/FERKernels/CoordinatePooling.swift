@@ -4,23 +4,28 @@
 public enum CoordinatePooling {
     /// `pooled[n, y, c] = mean over x of input[n, y, x, c]` for y < height, then
     /// `pooled[n, height + x, c] = mean over y of input[n, y, x, c]`: `(batch, height + width, channels)`.
+    ///
+    /// - Parameter lanes: the channels to pool (all when nil): threads sharing one pooling each
+    ///   take a range.
     public static func pool(
         input: UnsafePointer<Float>, batch: Int, height: Int, width: Int, channels: Int,
-        pooled: UnsafeMutablePointer<Float>
+        pooled: UnsafeMutablePointer<Float>, lanes: Range<Int>? = nil
     ) {
+        let lanes = lanes ?? 0..<channels
+        precondition(lanes.lowerBound >= 0 && lanes.upperBound <= channels, "channels \(lanes) of \(channels)")
         let positions = height + width
-        let vectorEnd = channels & ~7
+        let vectorEnd = lanes.lowerBound + (lanes.count & ~7)
         let inverseWidth = 1 / Float(width), inverseHeight = 1 / Float(height)
         for n in 0..<batch {
             let image = input + n * height * width * channels
             let rows = pooled + n * positions * channels
             let cols = rows + height * channels
-            cols.update(repeating: 0, count: width * channels)
+            for x in 0..<width { (cols + x * channels + lanes.lowerBound).update(repeating: 0, count: lanes.count) }
             // Each row's sums stay in a register across the row; the column sums (one row of
             // width x channels, in L1) are updated in place.
             for y in 0..<height {
                 let line = image + y * width * channels
-                var c = 0
+                var c = lanes.lowerBound
                 while c < vectorEnd {
                     var sum = SIMD8<Float>(repeating: 0)
                     for x in 0..<width {
@@ -32,7 +37,7 @@ public enum CoordinatePooling {
                     storeVector(sum * inverseWidth, rows + y * channels + c)
                     c += 8
                 }
-                while c < channels {
+                while c < lanes.upperBound {
                     var sum: Float = 0
                     for x in 0..<width {
                         let v = line[x * channels + c]
@@ -43,7 +48,9 @@ public enum CoordinatePooling {
                     c += 1
                 }
             }
-            for i in 0..<width * channels { cols[i] *= inverseHeight }
+            for x in 0..<width {
+                for c in lanes { cols[x * channels + c] *= inverseHeight }
+            }
         }
     }
 
@@ -71,27 +78,31 @@ public enum CoordinatePooling {
     /// `x[n, y, x', c] *= rowGate[n, y, c] * columnGate[n, x', c]`, where the gates are the
     /// `(batch, height + width, channels)` layout of ``pool(input:batch:height:width:channels:pooled:)``
     /// (rows first, then columns), in place.
+    ///
+    /// - Parameter rows: the rows to gate, numbered `n * height + y` over the batch (all when nil):
+    ///   threads sharing one gating each take a range.
     public static func gate(
         _ x: UnsafeMutablePointer<Float>, batch: Int, height: Int, width: Int, channels: Int,
-        gates: UnsafePointer<Float>
+        gates: UnsafePointer<Float>, rows: Range<Int>? = nil
     ) {
+        let rows = rows ?? 0..<batch * height
+        precondition(rows.lowerBound >= 0 && rows.upperBound <= batch * height, "rows \(rows) of \(batch * height)")
         let positions = height + width
         let vectorEnd = channels & ~7
-        for n in 0..<batch {
+        for row in rows {
+            let (n, y) = row.quotientAndRemainder(dividingBy: height)
             let image = x + n * height * width * channels
             let rowGates = gates + n * positions * channels
             let colGates = rowGates + height * channels
-            for y in 0..<height {
-                for xx in 0..<width {
-                    let px = image + (y * width + xx) * channels
-                    let r = rowGates + y * channels, k = colGates + xx * channels
-                    var c = 0
-                    while c < vectorEnd {
-                        storeVector(loadVector(px + c) * (loadVector(r + c) * loadVector(k + c)), px + c)
-                        c += 8
-                    }
-                    while c < channels { px[c] *= r[c] * k[c]; c += 1 }
+            for xx in 0..<width {
+                let px = image + (y * width + xx) * channels
+                let r = rowGates + y * channels, k = colGates + xx * channels
+                var c = 0
+                while c < vectorEnd {
+                    storeVector(loadVector(px + c) * (loadVector(r + c) * loadVector(k + c)), px + c)
+                    c += 8
                 }
+                while c < channels { px[c] *= r[c] * k[c]; c += 1 }
             }
         }
     }

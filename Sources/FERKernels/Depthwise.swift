@@ -75,48 +75,52 @@ public enum Depthwise {
     /// SIMD kernel: 8 channels per vector. Output pixels whose taps all fall inside the image
     /// are computed four at a time, so each weight vector is loaded once for four FMAs; border
     /// pixels clip their tap ranges one pixel at a time.
+    ///
+    /// - Parameter rows: the output rows to compute, numbered `n * outHeight + oy` over the batch
+    ///   (all when nil): threads sharing one convolution each take a range.
     public static func convolve(
         _ g: DepthwiseGeometry,
         input: UnsafePointer<Float>, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-        output: UnsafeMutablePointer<Float>
+        output: UnsafeMutablePointer<Float>, rows: Range<Int>? = nil
     ) {
         let (oh, ow) = (g.outHeight, g.outWidth)
         let cs = g.channelStride
+        let rows = rows ?? 0..<g.batch * oh
+        precondition(rows.lowerBound >= 0 && rows.upperBound <= g.batch * oh, "rows \(rows) of \(g.batch * oh)")
         // Interior columns: ox * stride - padLeft >= 0 and ox * stride - padLeft + kernelWidth <= width.
         let interiorStart = min(ow, (g.padLeft + g.stride - 1) / g.stride)
         let interiorEnd = max(interiorStart, min(ow, (g.width - g.kernelWidth + g.padLeft) / g.stride + 1))
-        for n in 0..<g.batch {
+        for row in rows {
+            let (n, oy) = row.quotientAndRemainder(dividingBy: oh)
             let inImage = input + n * g.height * g.width * cs + g.channelOffset
             let outImage = output + n * oh * ow * cs + g.channelOffset
-            for oy in 0..<oh {
-                let iy0 = oy * g.stride - g.padTop
-                let kyLo = max(0, -iy0), kyHi = min(g.kernelHeight, g.height - iy0)
-                let outRow = outImage + oy * ow * cs
-                var ox = 0
-                while ox < interiorStart {
-                    edgePixel(g, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi)
-                    ox += 1
+            let iy0 = oy * g.stride - g.padTop
+            let kyLo = max(0, -iy0), kyHi = min(g.kernelHeight, g.height - iy0)
+            let outRow = outImage + oy * ow * cs
+            var ox = 0
+            while ox < interiorStart {
+                edgePixel(g, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi)
+                ox += 1
+            }
+            if g.kernelWidth == 3 && g.stride == 1 {
+                while ox + 4 <= interiorEnd {
+                    fourPixels3(stride: 1, g, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi)
+                    ox += 4
                 }
-                if g.kernelWidth == 3 && g.stride == 1 {
-                    while ox + 4 <= interiorEnd {
-                        fourPixels3(stride: 1, g, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi)
-                        ox += 4
-                    }
-                } else if g.kernelWidth == 3 && g.stride == 2 {
-                    while ox + 4 <= interiorEnd {
-                        fourPixels3(stride: 2, g, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi)
-                        ox += 4
-                    }
-                } else {
-                    while ox + 4 <= interiorEnd {
-                        fourPixels(g, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi)
-                        ox += 4
-                    }
+            } else if g.kernelWidth == 3 && g.stride == 2 {
+                while ox + 4 <= interiorEnd {
+                    fourPixels3(stride: 2, g, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi)
+                    ox += 4
                 }
-                while ox < ow {
-                    edgePixel(g, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi)
-                    ox += 1
+            } else {
+                while ox + 4 <= interiorEnd {
+                    fourPixels(g, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi)
+                    ox += 4
                 }
+            }
+            while ox < ow {
+                edgePixel(g, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi)
+                ox += 1
             }
         }
     }

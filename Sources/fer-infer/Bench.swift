@@ -30,7 +30,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Images per forward pass.")
     var batch = 1
 
-    @Option(help: "Threads (batches split across threads; BLAS threads for batch 1).")
+    @Option(help: "Threads (batches split across threads; one image shared by all of them at batch 1).")
     var threads = 1
 
     @Option(help: "Timed passes.")

@@ -54,6 +54,14 @@ final class DepthwiseTests: XCTestCase {
         XCTAssertLessThan(worst, 1e-4, label)
         // Channels outside the range are left untouched.
         XCTAssertEqual(actual.filter { $0 == -99 }.count, expected.filter { $0 == -99 }.count, label)
+
+        // Output rows computed in three ranges over the batch (as threads share them) give the same floats.
+        let rows = g.batch * g.outHeight
+        var parts = [Float](repeating: -99, count: outCount)
+        for range in [0..<rows / 3, rows / 3..<rows - 1, rows - 1..<rows] {
+            Depthwise.convolve(g, input: input, weights: packed, bias: bias, output: &parts, rows: range)
+        }
+        XCTAssertEqual(parts, actual, "\(label), rows in three ranges")
     }
 }
 

@@ -117,7 +117,31 @@ final class CoordinatePoolingTests: XCTestCase {
             var worst: Float = 0
             for i in 0..<fast.count { worst = max(worst, abs(fast[i] - slow[i])) }
             XCTAssertLessThan(worst, 1e-5, "\(h)x\(w)x\(c)")
+
+            // Channels pooled in ranges (as threads share them; a range may start mid-vector) give the same floats.
+            var parts = [Float](repeating: -7, count: fast.count)
+            for lanes in [0..<c / 3, c / 3..<c - 1, c - 1..<c] {
+                CoordinatePooling.pool(input: x, batch: batch, height: h, width: w, channels: c, pooled: &parts, lanes: lanes)
+            }
+            XCTAssertEqual(parts, fast, "\(h)x\(w)x\(c) in channel ranges")
         }
+    }
+
+    /// Gating by rows over the batch, in ranges, equals gating everything at once.
+    func testGatingInRowRangesEqualsGatingAtOnce() {
+        var rng = SeededGenerator(seed: 37)
+        let (batch, h, w, c) = (3, 5, 4, 11)
+        let x = (0..<batch * h * w * c).map { _ in rng.nextFloat() }
+        let gates = (0..<batch * (h + w) * c).map { _ in rng.nextFloat() }
+        var whole = x, parts = x
+        CoordinatePooling.gate(&whole, batch: batch, height: h, width: w, channels: c, gates: gates)
+        for rows in [0..<4, 4..<11, 11..<15] {
+            CoordinatePooling.gate(&parts, batch: batch, height: h, width: w, channels: c, gates: gates, rows: rows)
+        }
+        XCTAssertEqual(parts, whole)
+        // Image 2, row 3, column 1, channel 10.
+        let i = ((2 * h + 3) * w + 1) * c + 10
+        XCTAssertEqual(whole[i], x[i] * (gates[(2 * (h + w) + 3) * c + 10] * gates[(2 * (h + w) + h + 1) * c + 10]))
     }
 }
 

@@ -1,0 +1,57 @@
+import CAllocationCounter
+import FEREngine
+import FERTensor
+import XCTest
+
+/// One image shared by a team of threads: every convolution's output is split between them (by
+/// rows, output pixels or column panels), each part computed exactly as one thread computes it.
+final class ThreadTeamTests: XCTestCase {
+    func testEveryModelGivesTheSameFloatsOnOneTwoAndThreeThreads() throws {
+        var paths = try Fixtures.checkpoints().filter { $0.form == "lfnsb7-authors" || $0.path.contains("/models/") }.map(\.path)
+        paths.append(Fixtures.root.appendingPathComponent("weights/retinaface-mobilenet0.25.pth").path)
+        XCTAssertEqual(paths.count, 7)
+        var rng = SystemRandomNumberGenerator()
+        for path in paths {
+            let model = try FERModel(contentsOf: path)
+            // The detector at an odd size: parts that are not whole tiles, rows that are not whole images.
+            let (height, width) = model.architecture == .retinaFace ? (101, 77) : (112, 112)
+            let input = (0..<3 * height * width).map { _ in Float.random(in: -2...2, using: &rng) }
+            var first: [String: [Float]]?
+            for threads in [1, 2, 3] {
+                let session = try model.makeSession(batch: 1, height: height, width: width, threads: threads)
+                var results: [String: [Float]] = [:]
+                for _ in 0..<2 {  // the second run reuses the started team
+                    try input.withUnsafeBufferPointer { try session.run(nchw: $0, batch: 1) }
+                    for output in model.graph.outputs { results[output.name] = Array(session.output(output.name)!) }
+                }
+                XCTAssertFalse(results.isEmpty)
+                if let first {
+                    XCTAssertEqual(results.keys.sorted(), first.keys.sorted())
+                    for (name, values) in results {
+                        let differing = zip(values, first[name] ?? []).filter { $0 != $1 }.count
+                        XCTAssertEqual(differing, 0, "\(path): output \(name) on \(threads) threads differs from one thread")
+                    }
+                } else {
+                    first = results
+                }
+            }
+        }
+    }
+
+    func testSteadyStateRunsOnTwoThreadsAllocateNothing() throws {
+        let model = try FERModel(contentsOf: Fixtures.root.appendingPathComponent("weights/lfnsb7-seeded.pth").path)
+        let input = try Fixtures.input("random-b1")
+        let session = model.makeSession(batch: 1, threads: 2)
+        try input.data.withUnsafeBufferPointer { try session.run(nchw: $0, batch: 1) }  // starts the team
+        let expected = Array(session.outputs)
+        fer_allocation_counting_start()
+        for _ in 0..<3 {
+            try input.data.withUnsafeBufferPointer { try session.run(nchw: $0, batch: 1) }
+        }
+        let allocations = fer_allocation_counting_stop()
+        XCTAssertEqual(allocations, 0, "heap allocations during 3 steady-state passes on two threads")
+        XCTAssertEqual(Array(session.outputs), expected)
+        assertMatchesPyTorch(Tensor(shape: [1, expected.count], data: expected), try Fixtures.expected("lfnsb7", "random-b1", "logits"),
+                             embedding: false, "two threads")
+    }
+}
