@@ -28,7 +28,8 @@ let numericSettings: [SwiftSetting] =
 let avx512Settings: [SwiftSetting] =
     targetCPU == "none"
     ? []
-    : [.unsafeFlags(["-target-cpu", "skylake-avx512", "-Ounchecked"], .when(configuration: .release)),
+    : [.unsafeFlags(["-target-cpu", "skylake-avx512", "-Ounchecked", "-Xfrontend", "-disable-llvm-merge-functions-pass"],
+                     .when(configuration: .release)),
        .define("FER_AVX512", .when(configuration: .release))]
 #else
 let avx512Settings: [SwiftSetting] = []
@@ -130,7 +131,7 @@ let package = Package(
         .executableTarget(
             name: "fer-infer",
             dependencies: [
-                "FEREngine", "FERCheckpoint", "FERTensor", "FERImage", "FERRuntime", "FERDrawing", "FEREvaluation",
+                "FEREngine", "FERKernels", "FERCheckpoint", "FERTensor", "FERImage", "FERRuntime", "FERDrawing", "FEREvaluation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 

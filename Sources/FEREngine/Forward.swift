@@ -88,14 +88,14 @@ extension ExecutionPlan {
     func forward(_ ws: Workspace, observe: StageObserver? = nil) {
         let n = ws.active
         let profile = ws.profile
-        profile?.start()
+        profile?.start(self)
         for (index, step) in steps.enumerated() {
             if ws.threads > 1 && step.splits {
                 ws.share(step: index)
             } else {
                 run(step, ws, n, part: 0, of: 1)
             }
-            profile?.mark(step.stage, step.label)
+            profile?.mark(index, images: n)
             if let observe, !step.reports.isEmpty {
                 let s = shapes[step.output]
                 let activation = nchw(ws.tensor(step.output), batch: n, height: s.height, width: s.width, channels: s.channels)
@@ -294,6 +294,23 @@ extension ExecutionPlan {
                     }
                 }
             }
+        }
+    }
+}
+
+extension ExecutionPlan {
+    /// Multiply-accumulates of one step for one image: the convolutions' and linear layers'
+    /// products (as fvcore counts them), depthwise taps and coordinate attention's three products;
+    /// zero for the rest.
+    func multiplyAccumulates(_ step: Step) -> Int {
+        let o = shapes[step.output]
+        switch step.work {
+        case .convolution(let c): return o.height * o.width * c.kernel * c.kernel * c.cin * c.cout
+        case .depthwise(let d):
+            return o.height * o.width * d.geometry.channels * d.geometry.kernelHeight * d.geometry.kernelWidth
+        case .attention(let a): return (a.rows + a.columns) * 2 * a.channels * a.hidden
+        case .channelConvolution(let c): return (shapes[c.input].channels - c.kernel + 1) * c.outputs * c.positions * c.kernel
+        default: return 0
         }
     }
 }

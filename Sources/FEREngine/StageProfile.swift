@@ -1,48 +1,72 @@
 import Dispatch
 
 /// Wall-clock time per stage and operation, accumulated over forward passes
-/// (`fer-infer bench --profile`). Attach one to a session with ``InferenceSession/profile``.
+/// (`fer-infer bench --profile`), with the multiply-accumulates each did. Attach one to a session
+/// with ``InferenceSession/profile``.
 public final class StageProfile: @unchecked Sendable {
-    /// One row: the stage (PyTorch module name), the operation, total time and call count.
+    /// One row: the stage (PyTorch module name), the operation, total time, passes and the
+    /// multiply-accumulates of all those passes (convolutions, linear layers, attention products).
     public struct Entry: Sendable {
         public let stage: String
         public let operation: String
         public let nanoseconds: UInt64
         public let calls: Int
+        public let multiplyAccumulates: Int
+
+        /// Achieved arithmetic rate: two flops per multiply-accumulate, per second of this row's time.
+        public var gigaflopsPerSecond: Double {
+            nanoseconds == 0 ? 0 : 2 * Double(multiplyAccumulates) / Double(nanoseconds)
+        }
     }
 
-    private var order: [String] = []
-    private var totals: [String: (stage: String, operation: String, ns: UInt64, calls: Int)] = [:]
+    /// Per step of the plan being recorded: its row label, then the totals.
+    private var labels: [(stage: String, operation: String, macsPerImage: Int)] = []
+    private var nanoseconds: [UInt64] = []
+    private var calls: [Int] = []
+    private var macs: [Int] = []
     private var last: UInt64 = 0
 
     public init() {}
 
-    /// Entries in first-seen (forward) order.
+    /// Rows in forward order, steps with the same stage and operation added together.
     public var entries: [Entry] {
-        order.map { key in
-            let t = totals[key]!
-            return Entry(stage: t.stage, operation: t.operation, nanoseconds: t.ns, calls: t.calls)
+        var order: [String] = []
+        var rows: [String: Entry] = [:]
+        for (i, label) in labels.enumerated() where calls[i] > 0 {
+            let key = label.stage + "\u{1}" + label.operation
+            let before = rows[key]
+            if before == nil { order.append(key) }
+            rows[key] = Entry(stage: label.stage, operation: label.operation, nanoseconds: (before?.nanoseconds ?? 0) + nanoseconds[i],
+                              calls: max(before?.calls ?? 0, calls[i]), multiplyAccumulates: (before?.multiplyAccumulates ?? 0) + macs[i])
         }
+        return order.map { rows[$0]! }
     }
 
     /// Forgets everything recorded so far.
     public func reset() {
-        order.removeAll()
-        totals.removeAll()
+        labels.removeAll()
+        nanoseconds.removeAll()
+        calls.removeAll()
+        macs.removeAll()
     }
 
-    func start() { last = DispatchTime.now().uptimeNanoseconds }
-
-    /// Charges the time since the previous mark to `operation` of `stage`.
-    func mark(_ stage: String, _ operation: String) {
-        let now = DispatchTime.now().uptimeNanoseconds
-        let key = stage + "\u{1}" + operation
-        if let t = totals[key] {
-            totals[key] = (stage, operation, t.ns + (now - last), t.calls + 1)
-        } else {
-            order.append(key)
-            totals[key] = (stage, operation, now - last, 1)
+    /// Starts a pass of `plan` (a different plan than the last starts the record afresh).
+    func start(_ plan: ExecutionPlan) {
+        if labels.count != plan.steps.count || !zip(labels, plan.steps).allSatisfy({ $0.stage == $1.stage && $0.operation == $1.label }) {
+            labels = plan.steps.map { ($0.stage, $0.label, plan.multiplyAccumulates($0)) }
+            nanoseconds = Array(repeating: 0, count: labels.count)
+            calls = Array(repeating: 0, count: labels.count)
+            macs = Array(repeating: 0, count: labels.count)
         }
+        last = DispatchTime.now().uptimeNanoseconds
+    }
+
+    /// Charges the time since the previous mark to step `index`, which ran `images` images.
+    func mark(_ index: Int, images: Int) {
+        let now = DispatchTime.now().uptimeNanoseconds
+        nanoseconds[index] += now - last
+        calls[index] += 1
+        macs[index] += labels[index].macsPerImage * images
         last = now
     }
 }

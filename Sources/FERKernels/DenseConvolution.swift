@@ -342,7 +342,7 @@ public enum DenseConvolution {
 
     /// One tile: `rows` (1...6, a constant where inlined) output pixels x one 16-channel panel,
     /// over every tap and input channel, then the epilogue.
-    @inline(__always)
+    @_transparent  // not @inline(__always): past a caller size limit that is not honoured
     static func tile(
         rows: Int, _ g: ConvolutionGeometry, _ o: (Origin, Origin, Origin, Origin, Origin, Origin),
         input: UnsafePointer<Float>, zeros: UnsafePointer<Float>, panel: UnsafePointer<Float>,
@@ -387,7 +387,7 @@ public enum DenseConvolution {
 
     /// One narrow tile: `rows` (1...12, a constant where inlined) output pixels x the first 8
     /// channels of the panel (its only ones: `outputChannels <= 8`), then the epilogue.
-    @inline(__always)
+    @_transparent  // not @inline(__always): past a caller size limit that is not honoured
     static func narrowTile(
         rows: Int, _ g: ConvolutionGeometry, _ o: (Origin, Origin, Origin, Origin, Origin, Origin),
         _ q: (Origin, Origin, Origin, Origin, Origin, Origin),

@@ -197,7 +197,7 @@ public enum PackedGEMM {
     }
 
     /// One tile of `rows` (1...6, a constant where inlined) rows x 16 columns over the whole `k`.
-    @inline(__always)
+    @_transparent  // not @inline(__always): past a caller size limit that is not honoured
     static func tile(
         rows: Int, k: Int, a: UnsafePointer<Float>, lda: Int, panel: UnsafePointer<Float>,
         c: UnsafeMutablePointer<Float>, ldc: Int, _ e: Epilogue

@@ -21,6 +21,42 @@ public enum AVX512Tiles {
     /// Rows per tile.
     public static let tileRows = 12
 
+    /// Register-only fused multiply-adds at this module's width: 12 independent chains of 16
+    /// floats (enough to fill two FMA pipes of 4 cycles' latency), `rounds` times each, nothing
+    /// loaded or stored. `2 * 16 * 12 * rounds` flops over the time this takes is this thread's
+    /// FMA peak. The result depends on every chain, so none is optimised away.
+    @inline(never)
+    public static func multiplyAddProbe(rounds: Int, seed: Float) -> Float {
+        let x = SIMD16<Float>(repeating: 0.999), y = SIMD16<Float>(repeating: seed * 1e-3)
+        var a0 = SIMD16<Float>(repeating: seed + 0)
+        var a1 = SIMD16<Float>(repeating: seed + 1)
+        var a2 = SIMD16<Float>(repeating: seed + 2)
+        var a3 = SIMD16<Float>(repeating: seed + 3)
+        var a4 = SIMD16<Float>(repeating: seed + 4)
+        var a5 = SIMD16<Float>(repeating: seed + 5)
+        var a6 = SIMD16<Float>(repeating: seed + 6)
+        var a7 = SIMD16<Float>(repeating: seed + 7)
+        var a8 = SIMD16<Float>(repeating: seed + 8)
+        var a9 = SIMD16<Float>(repeating: seed + 9)
+        var a10 = SIMD16<Float>(repeating: seed + 10)
+        var a11 = SIMD16<Float>(repeating: seed + 11)
+        for _ in 0..<rounds {
+            a0 = a0.addingProduct(x, y)
+            a1 = a1.addingProduct(x, y)
+            a2 = a2.addingProduct(x, y)
+            a3 = a3.addingProduct(x, y)
+            a4 = a4.addingProduct(x, y)
+            a5 = a5.addingProduct(x, y)
+            a6 = a6.addingProduct(x, y)
+            a7 = a7.addingProduct(x, y)
+            a8 = a8.addingProduct(x, y)
+            a9 = a9.addingProduct(x, y)
+            a10 = a10.addingProduct(x, y)
+            a11 = a11.addingProduct(x, y)
+        }
+        return (a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11).sum()
+    }
+
     /// The activation applied after the bias (and residual).
     public enum Activation: Equatable, Sendable {
         case identity, relu, leakyRelu(Float)
@@ -125,7 +161,11 @@ public enum AVX512Tiles {
 
     /// One tile: `rows` (1...12) rows x one panel, or two when `wide` (both constants where
     /// inlined). `stride` is the distance between taps in `pointers`.
-    @inline(__always)
+    ///
+    /// Transparent, not `@inline(__always)`: the performance inliner stops inlining into a caller
+    /// past a size limit, and `run` is past it, which left one copy with `rows` and `wide` tested
+    /// inside the inner loop (half the arithmetic rate).
+    @_transparent
     static func tile(
         rows: Int, wide: Bool, _ taps: Int, _ depth: Int, _ stride: Int, _ pointers: UnsafePointer<UnsafePointer<Float>>,
         _ panel: UnsafePointer<Float>, _ k: Int, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ j: Int, _ e: Epilogue
@@ -164,22 +204,26 @@ public enum AVX512Tiles {
                 bp += 16
             }
         }
-        func row(_ v: SIMD16<Float>, _ w: SIMD16<Float>, _ r: Int) {
-            finish(v, c + r * ldc, j, e)
-            if wide { finish(w, c + r * ldc + 16, j + 1, e) }
-        }
-        row(c0, d0, 0)
-        if rows > 1 { row(c1, d1, 1) }
-        if rows > 2 { row(c2, d2, 2) }
-        if rows > 3 { row(c3, d3, 3) }
-        if rows > 4 { row(c4, d4, 4) }
-        if rows > 5 { row(c5, d5, 5) }
-        if rows > 6 { row(c6, d6, 6) }
-        if rows > 7 { row(c7, d7, 7) }
-        if rows > 8 { row(c8, d8, 8) }
-        if rows > 9 { row(c9, d9, 9) }
-        if rows > 10 { row(c10, d10, 10) }
-        if rows > 11 { row(c11, d11, 11) }
+        finishRow(wide, c0, d0, c, j, e)
+        if rows > 1 { finishRow(wide, c1, d1, c + ldc, j, e) }
+        if rows > 2 { finishRow(wide, c2, d2, c + 2 * ldc, j, e) }
+        if rows > 3 { finishRow(wide, c3, d3, c + 3 * ldc, j, e) }
+        if rows > 4 { finishRow(wide, c4, d4, c + 4 * ldc, j, e) }
+        if rows > 5 { finishRow(wide, c5, d5, c + 5 * ldc, j, e) }
+        if rows > 6 { finishRow(wide, c6, d6, c + 6 * ldc, j, e) }
+        if rows > 7 { finishRow(wide, c7, d7, c + 7 * ldc, j, e) }
+        if rows > 8 { finishRow(wide, c8, d8, c + 8 * ldc, j, e) }
+        if rows > 9 { finishRow(wide, c9, d9, c + 9 * ldc, j, e) }
+        if rows > 10 { finishRow(wide, c10, d10, c + 10 * ldc, j, e) }
+        if rows > 11 { finishRow(wide, c11, d11, c + 11 * ldc, j, e) }
+    }
+
+    /// One tile row's epilogue: panel `j` (and `j + 1` when `wide`).
+    @_transparent
+    static func finishRow(_ wide: Bool, _ v: SIMD16<Float>, _ w: SIMD16<Float>, _ out: UnsafeMutablePointer<Float>, _ j: Int,
+                          _ e: Epilogue) {
+        finish(v, out, j, e)
+        if wide { finish(w, out + 16, j + 1, e) }
     }
 
     /// Bias, residual, activation and store of one tile row in panel `j`.

@@ -2,6 +2,7 @@ import ArgumentParser
 import Dispatch
 import FEREngine
 import FERImage
+import FERKernels
 import FERRuntime
 import Foundation
 
@@ -106,12 +107,25 @@ struct Bench: ParsableCommand {
             }
             profileRows = recorder.entries
         }
+        // The pass's arithmetic against the machine's: multiply-accumulates per pass (from the
+        // profile's count of every step), the rate reached at the median latency, and one thread's
+        // measured FMA peak times the threads.
+        let kernel = MicroKernel.preferred
+        let peak = profile ? kernel.measuredPeak() : 0
+        let passGflop = 2 * Double(profileRows.reduce(0) { $0 + $1.multiplyAccumulates }) / Double(max(1, iterations)) / 1e9
+        let achieved = passGflop / (percentile(50) / 1000)
         if json {
             var object = figures
             if profile {
                 object["profile"] = profileRows.map {
-                    ["stage": $0.stage, "operation": $0.operation, "ms_per_pass": Double($0.nanoseconds) / 1e6 / Double(iterations)]
+                    ["stage": $0.stage, "operation": $0.operation, "ms_per_pass": Double($0.nanoseconds) / 1e6 / Double(iterations),
+                     "gflop_per_pass": 2 * Double($0.multiplyAccumulates) / Double(iterations) / 1e9, "gflops_per_s": $0.gigaflopsPerSecond]
                 }
+                object["pass_gflop"] = passGflop
+                object["achieved_gflops_per_s"] = achieved
+                object["fma_peak_gflops_per_s_per_thread"] = peak
+                object["fma_peak_vector"] = kernel.rawValue
+                object["fraction_of_peak"] = achieved / (peak * Double(threads))
             }
             let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
             print(String(decoding: data, as: UTF8.self))
@@ -123,18 +137,26 @@ struct Bench: ParsableCommand {
             print(String(format: "model load: %.1f ms   peak RSS: %.1f MB   workspace: %.1f MB",
                          loadMs, peakResidentMegabytes(), Double(session.workspaceBytes) / 1_048_576))
             if profile {
+                print(String(format: "arithmetic: %.3f GFLOP per pass, %.1f GFLOP/s at p50 = %.0f%% of the FMA peak"
+                             + " (%d x %.1f GFLOP/s: one thread's register-only multiply-add loop, ",
+                             passGflop, achieved, achieved / (peak * Double(threads)) * 100, threads, peak) + "\(kernel.rawValue) vectors)")
                 let all = Double(profileRows.reduce(0) { $0 + $1.nanoseconds })
-                var byOperation: [String: UInt64] = [:]
-                for row in profileRows { byOperation[row.operation, default: 0] += row.nanoseconds }
-                print("\nprofile (single thread, ms per pass):")
+                var byOperation: [String: (ns: UInt64, macs: Int)] = [:]
+                for row in profileRows {
+                    let before = byOperation[row.operation] ?? (0, 0)
+                    byOperation[row.operation] = (before.ns + row.nanoseconds, before.macs + row.multiplyAccumulates)
+                }
+                print("\nprofile (single thread, ms per pass, GFLOP/s where the operation multiplies):")
                 func pad(_ s: String, _ n: Int) -> String { s + String(repeating: " ", count: max(1, n - s.count)) }
-                for (op, ns) in byOperation.sorted(by: { $0.value > $1.value }) {
-                    print("  " + pad(op, 28) + String(format: "%8.3f ms  %5.1f%%", Double(ns) / 1e6 / Double(iterations), Double(ns) / all * 100))
+                func rate(_ macs: Int, _ ns: UInt64) -> String { macs == 0 ? "" : String(format: "  %6.1f GFLOP/s", 2 * Double(macs) / Double(ns)) }
+                for (op, t) in byOperation.sorted(by: { $0.value.ns > $1.value.ns }) {
+                    print("  " + pad(op, 28) + String(format: "%8.3f ms  %5.1f%%", Double(t.ns) / 1e6 / Double(iterations), Double(t.ns) / all * 100)
+                          + rate(t.macs, t.ns))
                 }
                 print("per stage:")
                 for row in profileRows {
                     print("  " + pad(row.stage, 14) + pad(row.operation, 28)
-                          + String(format: "%8.3f ms", Double(row.nanoseconds) / 1e6 / Double(iterations)))
+                          + String(format: "%8.3f ms", Double(row.nanoseconds) / 1e6 / Double(iterations)) + rate(row.multiplyAccumulates, row.nanoseconds))
                 }
             }
         }

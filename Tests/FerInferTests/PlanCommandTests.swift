@@ -33,6 +33,20 @@ final class PlanCommandTests: XCTestCase {
                          "sb | 1x1 packed GEMM + ReLU", "sb | Conv1d across channels", "fc | linear", "fc | softmax"] {
             XCTAssertTrue(pairs.contains(expected), "\(expected) not in \(pairs)")
         }
+        // Arithmetic per row and per pass: LFNSB's convolutions, depthwise taps and attention
+        // products are 387 M multiply-accumulates (fvcore counts 397 M with the BatchNorms this
+        // runtime folds away), against a measured FMA peak.
+        let passGflop = try XCTUnwrap(result.json["pass_gflop"] as? Double)
+        XCTAssertEqual(passGflop, 0.774, accuracy: 0.001)
+        let gemm = try XCTUnwrap(rows.first { $0["stage"] as? String == "features.3" && $0["operation"] as? String == "1x1 packed GEMM + PReLU" })
+        XCTAssertGreaterThan(try XCTUnwrap(gemm["gflop_per_pass"] as? Double), 0.01)
+        let softmax = try XCTUnwrap(rows.first { $0["operation"] as? String == "softmax" })
+        XCTAssertEqual(softmax["gflop_per_pass"] as? Double, 0)
+        XCTAssertGreaterThan(try XCTUnwrap(gemm["gflops_per_s"] as? Double), 1)
+        let peak = try XCTUnwrap(result.json["fma_peak_gflops_per_s_per_thread"] as? Double)
+        XCTAssertGreaterThan(peak, 1)
+        let fraction = try XCTUnwrap(result.json["fraction_of_peak"] as? Double)
+        XCTAssertTrue(fraction > 0 && fraction < 1, "fraction of peak \(fraction)")
     }
 
     func testClassifyingWithTheDetectorIsOneClearError() throws {
