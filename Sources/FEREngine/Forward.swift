@@ -109,6 +109,8 @@ extension ExecutionPlan {
     static let rowSplitMinimum = 192
     /// Rows or pixels a member's part is a multiple of: whole tiles of either micro-kernel.
     static let splitAlignment = 12
+    /// Floats of a depthwise output computed before its activation runs over them (half of L1).
+    static let activationChunkFloats = 6144
 
     /// Runs part `part` of `parts` of one step: steps that ``Step/splits`` divide their output
     /// between the parts (each part computed exactly as a whole pass would, so any thread count
@@ -159,11 +161,16 @@ extension ExecutionPlan {
             var g = d.geometry
             g.batch = n
             let rows = share(n * o.height, part: part, of: parts)
-            Depthwise.convolve(g, input: ws.tensor(d.input), weights: d.weight, bias: d.bias, output: out, rows: rows)
-            switch d.activation {
-            case .identity: break
-            default:
-                Elementwise.biasActivation(out + rows.lowerBound * o.width * o.channels + g.channelOffset, rows: rows.count * o.width,
+            if case .identity = d.activation {
+                Depthwise.convolve(g, input: ws.tensor(d.input), weights: d.weight, bias: d.bias, output: out, rows: rows)
+                break
+            }
+            // A few rows at a time, each chunk's activation applied while it is still in L1.
+            let chunk = max(1, Self.activationChunkFloats / (o.width * o.channels))
+            for first in stride(from: rows.lowerBound, to: rows.upperBound, by: chunk) {
+                let part = first..<min(rows.upperBound, first + chunk)
+                Depthwise.convolve(g, input: ws.tensor(d.input), weights: d.weight, bias: d.bias, output: out, rows: part)
+                Elementwise.biasActivation(out + part.lowerBound * o.width * o.channels + g.channelOffset, rows: part.count * o.width,
                                            cols: g.channels, ld: o.channels, bias: nil, activation: d.activation)
             }
         case .add(let a, let b):

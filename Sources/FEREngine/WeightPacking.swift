@@ -36,9 +36,11 @@ extension ExecutionPlan.GEMMChoice {
     /// The packed kernel takes 0.70x to 0.90x OpenBLAS's time (with its bias/activation pass) on
     /// every LFNSB and RetinaFace shape of 16 or more output channels: its epilogue saves a pass
     /// over the output and it packs nothing per call. With 8 or fewer output channels over many
-    /// rows (RetinaFace's 8-channel im2col stem measured 1.00x to 1.4x; its 1x1 heads have 4 to 8
-    /// outputs) most of each 16-column panel is padding, so OpenBLAS keeps those.
+    /// rows (RetinaFace's 8-channel im2col stem measured 1.00x to 1.4x on the 8-float tiles; its
+    /// 1x1 heads have 4 to 8 outputs) most of each 16-column panel is padding, so OpenBLAS keeps
+    /// those, except where the AVX-512 tiles run: there the heads (6400 x 64 x 4 and x 8) took
+    /// 0.41x and 0.47x OpenBLAS's time, and no shape was faster on OpenBLAS.
     static func packedWins(rows: Int, inner: Int, columns: Int) -> Bool {
-        columns > 8 || rows * inner * columns <= GEMM.smallProductLimit
+        columns > 8 || rows * inner * columns <= GEMM.smallProductLimit || MicroKernel.preferred == .avx512
     }
 }

@@ -16,6 +16,8 @@ let shapes: [(rows: Int, inner: Int, columns: Int, model: String)] = [
     (1_600, 64, 128, "RetinaFace"), (1_600, 128, 128, "RetinaFace"), (400, 128, 256, "RetinaFace"),
     (400, 256, 256, "RetinaFace"), (6_400, 64, 64, "RetinaFace FPN"), (1_600, 128, 64, "RetinaFace FPN"),
     (400, 256, 64, "RetinaFace FPN"),
+    (6_400, 64, 4, "RetinaFace class head"), (6_400, 64, 8, "RetinaFace box head"), (6_400, 64, 20, "RetinaFace landmark head"),
+    (400, 64, 4, "RetinaFace class head"), (400, 64, 8, "RetinaFace box head"),
 ]
 
 openblas_set_num_threads(1)
