@@ -1,3 +1,5 @@
+import FERKernelsAVX512
+
 /// Geometry of a depthwise (one filter per channel) 2-D convolution over NHWC tensors.
 ///
 /// The convolution reads channels `channelOffset ..< channelOffset + channels` of an input
@@ -76,13 +78,20 @@ public enum Depthwise {
     /// are computed four at a time, so each weight vector is loaded once for four FMAs; border
     /// pixels clip their tap ranges one pixel at a time.
     ///
-    /// - Parameter rows: the output rows to compute, numbered `n * outHeight + oy` over the batch
-    ///   (all when nil): threads sharing one convolution each take a range.
+    /// - Parameters:
+    ///   - rows: the output rows to compute, numbered `n * outHeight + oy` over the batch (all
+    ///     when nil): threads sharing one convolution each take a range.
+    ///   - kernel: nil for ``MicroKernel/preferred``. With ``MicroKernel/avx512``, the interior
+    ///     pixels of kernels 3 wide run 16 channels a vector (`AVX512Depthwise`); the same floats.
     public static func convolve(
         _ g: DepthwiseGeometry,
         input: UnsafePointer<Float>, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-        output: UnsafeMutablePointer<Float>, rows: Range<Int>? = nil
+        output: UnsafeMutablePointer<Float>, rows: Range<Int>? = nil, kernel: MicroKernel? = nil
     ) {
+        let kernel = kernel ?? MicroKernel.preferred
+        precondition(MicroKernel.available.contains(kernel), "\(kernel) kernels on a CPU or build without them")
+        // Channels the AVX-512 kernel takes in the interior of kernels 3 wide; the 8-float one the rest.
+        let wide = kernel == .avx512 && g.kernelWidth == 3 && g.stride <= 2 ? g.channels & ~15 : 0
         let (oh, ow) = (g.outHeight, g.outWidth)
         let cs = g.channelStride
         let rows = rows ?? 0..<g.batch * oh
@@ -102,14 +111,21 @@ public enum Depthwise {
                 edgePixel(g, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi)
                 ox += 1
             }
+            if wide > 0 {
+                let groups = (interiorEnd - ox) / 4
+                AVX512Depthwise.fourPixels3(
+                    stride: g.stride, groups: groups, input: inImage, weights: weights, bias: bias, out: outRow + ox * cs,
+                    ix0: ox * g.stride - g.padLeft, iy0: iy0, kyLo: kyLo, kyHi: kyHi, width: g.width, channelStride: cs,
+                    channels: g.channels, vectorChannels: wide)
+            }
             if g.kernelWidth == 3 && g.stride == 1 {
                 while ox + 4 <= interiorEnd {
-                    fourPixels3(stride: 1, g, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi)
+                    fourPixels3(stride: 1, g, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi, from: wide)
                     ox += 4
                 }
             } else if g.kernelWidth == 3 && g.stride == 2 {
                 while ox + 4 <= interiorEnd {
-                    fourPixels3(stride: 2, g, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi)
+                    fourPixels3(stride: 2, g, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi, from: wide)
                     ox += 4
                 }
             } else {
@@ -287,16 +303,18 @@ public enum Depthwise {
     /// ``fourPixels(_:_:_:_:_:ox:iy0:kyLo:kyHi:)`` for a kernel 3 wide at stride 1 or 2 (a constant
     /// where inlined): the three taps of a kernel row unrolled, each input vector loaded once
     /// for every output pixel that reads it (6 loads for 4 pixels at stride 1, 9 at stride 2).
+    /// Channels from `from` (a multiple of 8; those before are done already).
     @inline(__always)
     private static func fourPixels3(
         stride s: Int, _ g: DepthwiseGeometry, _ inImage: UnsafePointer<Float>, _ weights: UnsafePointer<Float>,
-        _ bias: UnsafePointer<Float>?, _ outRow: UnsafeMutablePointer<Float>, ox: Int, iy0: Int, kyLo: Int, kyHi: Int
+        _ bias: UnsafePointer<Float>?, _ outRow: UnsafeMutablePointer<Float>, ox: Int, iy0: Int, kyLo: Int, kyHi: Int,
+        from: Int
     ) {
         let cs = g.channelStride, nc = g.channels
         let ix0 = ox * s - g.padLeft
         let out = outRow + ox * cs
         let vectorEnd = nc & ~7
-        var c = 0
+        var c = from
         while c < vectorEnd {
             var a0 = SIMD8<Float>(repeating: 0)
             if let bias { a0 = loadVector(bias + c) }

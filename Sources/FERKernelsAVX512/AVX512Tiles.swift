@@ -263,3 +263,83 @@ public enum AVX512Tiles {
         UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
     }
 }
+
+// The depthwise kernel shares this file on purpose: with two files, SwiftPM's multi-threaded
+// whole-module build emitted the SIMD16 specialisations of `loadUnaligned` / `storeBytes` in one
+// file's object and called them, out of line, from the other's inner loops (the tiles ran at half
+// speed). One file, one object: everything inlines.
+
+/// Depthwise convolution at 16 floats a vector, for FERKernels' `Depthwise` (its layouts: NHWC
+/// activations with a channel stride, tap-major weights `weights[tap * channels + c]`). Only the
+/// hot part is here, the interior pixels of kernels 3 wide; `Depthwise` does the borders and the
+/// channels past the last multiple of 16, and chooses this code where the CPU runs it.
+public enum AVX512Depthwise {
+    /// `groups` runs of four consecutive output pixels of a kernel 3 wide at stride 1 or 2, for
+    /// channels `0 ..< vectorChannels` (a multiple of 16): the pixels' windows lie inside the
+    /// image's columns and rows `kyLo ..< kyHi` of the kernel inside its rows. Sums the taps in
+    /// the order `Depthwise`'s 8-float kernel does, so the two give the same floats.
+    ///
+    /// - Parameters:
+    ///   - input: the image's first pixel (channel offset applied).
+    ///   - out: the first group's first output pixel.
+    ///   - ix0, iy0: input column of the first pixel's window, input row of kernel row 0.
+    @inline(never)
+    public static func fourPixels3(
+        stride: Int, groups: Int, input: UnsafePointer<Float>, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+        out: UnsafeMutablePointer<Float>, ix0: Int, iy0: Int, kyLo: Int, kyHi: Int, width: Int, channelStride: Int,
+        channels: Int, vectorChannels: Int
+    ) {
+        precondition(vectorChannels % 16 == 0 && vectorChannels <= channels && (stride == 1 || stride == 2))
+        for group in 0..<groups {
+            let gx = ix0 + group * 4 * stride, o = out + group * 4 * channelStride
+            if stride == 1 {
+                four(1, input, weights, bias, o, gx, iy0, kyLo, kyHi, width, channelStride, channels, vectorChannels)
+            } else {
+                four(2, input, weights, bias, o, gx, iy0, kyLo, kyHi, width, channelStride, channels, vectorChannels)
+            }
+        }
+    }
+
+    @_transparent
+    static func four(
+        _ s: Int, _ input: UnsafePointer<Float>, _ weights: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
+        _ out: UnsafeMutablePointer<Float>, _ ix0: Int, _ iy0: Int, _ kyLo: Int, _ kyHi: Int, _ width: Int, _ cs: Int,
+        _ nc: Int, _ vectorChannels: Int
+    ) {
+        var c = 0
+        while c < vectorChannels {
+            var a0 = SIMD16<Float>(repeating: 0)
+            if let bias { a0 = AVX512Tiles.load(bias + c) }
+            var (a1, a2, a3) = (a0, a0, a0)
+            for ky in kyLo..<kyHi {
+                let p = input + ((iy0 + ky) * width + ix0) * cs + c
+                let wp = weights + ky * 3 * nc + c
+                let w0 = AVX512Tiles.load(wp), w1 = AVX512Tiles.load(wp + nc), w2 = AVX512Tiles.load(wp + 2 * nc)
+                let x0 = AVX512Tiles.load(p), x1 = AVX512Tiles.load(p + cs), x2 = AVX512Tiles.load(p + 2 * cs)
+                let x3 = AVX512Tiles.load(p + 3 * cs), x4 = AVX512Tiles.load(p + 4 * cs)
+                if s == 1 {
+                    let x5 = AVX512Tiles.load(p + 5 * cs)
+                    a0.addProduct(w0, x0); a1.addProduct(w0, x1); a2.addProduct(w0, x2); a3.addProduct(w0, x3)
+                    a0.addProduct(w1, x1); a1.addProduct(w1, x2); a2.addProduct(w1, x3); a3.addProduct(w1, x4)
+                    a0.addProduct(w2, x2); a1.addProduct(w2, x3); a2.addProduct(w2, x4); a3.addProduct(w2, x5)
+                } else {
+                    let x5 = AVX512Tiles.load(p + 5 * cs), x6 = AVX512Tiles.load(p + 6 * cs)
+                    let x7 = AVX512Tiles.load(p + 7 * cs), x8 = AVX512Tiles.load(p + 8 * cs)
+                    a0.addProduct(w0, x0); a1.addProduct(w0, x2); a2.addProduct(w0, x4); a3.addProduct(w0, x6)
+                    a0.addProduct(w1, x1); a1.addProduct(w1, x3); a2.addProduct(w1, x5); a3.addProduct(w1, x7)
+                    a0.addProduct(w2, x2); a1.addProduct(w2, x4); a2.addProduct(w2, x6); a3.addProduct(w2, x8)
+                }
+            }
+            store(a0, out + c)
+            store(a1, out + cs + c)
+            store(a2, out + 2 * cs + c)
+            store(a3, out + 3 * cs + c)
+            c += 16
+        }
+    }
+
+    @_transparent
+    static func store(_ v: SIMD16<Float>, _ p: UnsafeMutablePointer<Float>) {
+        UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self)
+    }
+}

@@ -8,7 +8,7 @@ final class DepthwiseTests: XCTestCase {
         var rng = SeededGenerator(seed: 7)
         for kernel in [1, 3, 5, 7, 9] {
             for stride in [1, 2] {
-                for channels in [1, 13, 8, 19] {
+                for channels in [1, 13, 8, 19, 37, 48] {
                     for (height, width) in [(14, 14), (7, 9), (11, 6)] where height + 2 * (kernel / 2) >= kernel {
                         // A channel range inside a wider tensor, as mixed depthwise layers use it.
                         let offset = channels % 3, stridec = channels + offset + 2
@@ -48,7 +48,13 @@ final class DepthwiseTests: XCTestCase {
         Depthwise.convolveReference(g, input: input, torchWeight: weight, bias: bias, output: &expected)
         var actual = [Float](repeating: -99, count: outCount)
         let packed = Depthwise.pack(torchWeight: weight, channels: g.channels, kernelHeight: g.kernelHeight, kernelWidth: g.kernelWidth)
-        Depthwise.convolve(g, input: input, weights: packed, bias: bias, output: &actual)
+        Depthwise.convolve(g, input: input, weights: packed, bias: bias, output: &actual, kernel: .simd8)
+        // Every kernel this machine runs gives the same floats (AVX-512: 16 channels a vector).
+        for kernel in MicroKernel.available {
+            var other = [Float](repeating: -99, count: outCount)
+            Depthwise.convolve(g, input: input, weights: packed, bias: bias, output: &other, kernel: kernel)
+            XCTAssertEqual(other, actual, "\(label) on \(kernel)")
+        }
         var worst: Float = 0
         for i in 0..<outCount { worst = max(worst, abs(actual[i] - expected[i])) }
         XCTAssertLessThan(worst, 1e-4, label)
