@@ -18,9 +18,10 @@ final class Workspace: TeamTask {
     let buffers: [UnsafeMutablePointer<Float>]
     /// Per-stage timing while set.
     var profile: StageProfile?
-    /// Threads sharing each pass: this one and the team's helpers.
-    var threads: Int { team?.size ?? 1 }
+    /// Threads sharing each pass: this one and, while it is in use, the team's helpers.
+    var threads: Int { sharing ? team!.size : 1 }
     private var team: ThreadTeam?
+    private var sharing = false
     /// Per team member past the first, a scratch buffer as large as the largest step's.
     private var memberScratch: [UnsafeMutablePointer<Float>] = []
     private let scratchCount: Int
@@ -45,15 +46,17 @@ final class Workspace: TeamTask {
         for p in memberScratch { p.deallocate() }
     }
 
-    /// Makes the next passes run on `threads` threads (starting the helpers the first time a
-    /// count is asked for; one thread stops them).
+    /// Makes the next passes run on `threads` threads. The helpers start the first time more
+    /// than one is asked for and stay (asleep) while passes run on one thread, so a session that
+    /// alternates single images and batches starts them once.
     func use(threads: Int) {
         precondition(threads >= 1)
-        guard threads != self.threads else { return }
+        sharing = threads > 1
+        guard sharing, team?.size != threads else { return }
         team?.stop()
         for p in memberScratch { p.deallocate() }
-        team = threads > 1 ? ThreadTeam(size: threads) : nil
-        memberScratch = (1..<max(1, threads)).map { _ in
+        team = ThreadTeam(size: threads)
+        memberScratch = (1..<threads).map { _ in
             let p = UnsafeMutablePointer<Float>.allocate(capacity: scratchCount)
             p.initialize(repeating: 0, count: scratchCount)
             return p

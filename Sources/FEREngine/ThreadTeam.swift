@@ -30,6 +30,8 @@ final class ThreadTeam: @unchecked Sendable {
 
     /// Polls of `posted` before a helper sleeps: about a millisecond.
     static let spinLimit = 1 << 20
+    /// Polls of `running` before the caller starts yielding its core while it waits.
+    static let waitPolls = 1 << 14
 
     /// Starts `size - 1` helper threads.
     init(size: Int) {
@@ -49,7 +51,13 @@ final class ThreadTeam: @unchecked Sendable {
         posted.add(1, ordering: .sequentiallyConsistent)
         wakeSleepers()
         task.run(member: 0, of: size)
-        while running.load(ordering: .acquiring) > 0 {}
+        // Helpers finish within microseconds of this thread when they have cores of their own;
+        // where they share one with it (more threads than cores), yield it to them.
+        var polls = 0
+        while running.load(ordering: .acquiring) > 0 {
+            polls += 1
+            if polls > Self.waitPolls { sched_yield() }
+        }
         self.task = nil
     }
 

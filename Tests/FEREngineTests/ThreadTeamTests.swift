@@ -36,4 +36,18 @@ final class ThreadTeamTests: XCTestCase {
             }
         }
     }
+
+    /// A two-thread session shares single images between its threads and splits batches between
+    /// its workspaces; alternating the two keeps giving one thread's floats.
+    func testASessionAlternatingSingleImagesAndBatchesGivesOneThreadsFloats() throws {
+        let model = try FERModel(contentsOf: Fixtures.root.appendingPathComponent("weights/lfnsb7-seeded.pth").path)
+        let input = try Fixtures.input("random-b2").data
+        let one = model.makeSession(batch: 2, threads: 1), two = model.makeSession(batch: 2, threads: 2)
+        for batch in [1, 2, 1, 2, 1] {
+            let images = Array(input[0..<batch * input.count / 2])
+            try images.withUnsafeBufferPointer { try one.run(nchw: $0, batch: batch) }
+            try images.withUnsafeBufferPointer { try two.run(nchw: $0, batch: batch) }
+            XCTAssertEqual(Array(two.outputs), Array(one.outputs), "batch \(batch)")
+        }
+    }
 }
