@@ -171,9 +171,9 @@ extension ExecutionPlan {
             // A few rows at a time, each chunk's activation applied while it is still in L1.
             let chunk = max(1, Self.activationChunkFloats / (o.width * o.channels))
             for first in stride(from: rows.lowerBound, to: rows.upperBound, by: chunk) {
-                let part = first..<min(rows.upperBound, first + chunk)
-                Depthwise.convolve(g, input: ws.tensor(d.input), weights: d.weight, bias: d.bias, output: out, rows: part)
-                Elementwise.biasActivation(out + part.lowerBound * o.width * o.channels + g.channelOffset, rows: part.count * o.width,
+                let chunkRows = first..<min(rows.upperBound, first + chunk)
+                Depthwise.convolve(g, input: ws.tensor(d.input), weights: d.weight, bias: d.bias, output: out, rows: chunkRows)
+                Elementwise.biasActivation(out + first * o.width * o.channels + g.channelOffset, rows: chunkRows.count * o.width,
                                            cols: g.channels, ld: o.channels, bias: nil, activation: d.activation)
             }
         case .add(let a, let b):

@@ -15,11 +15,17 @@ public final class StageProfile: @unchecked Sendable {
 
         /// Achieved arithmetic rate: two flops per multiply-accumulate, per second of this row's time.
         public var gigaflopsPerSecond: Double {
+            Self.gigaflopsPerSecond(multiplyAccumulates: multiplyAccumulates, nanoseconds: nanoseconds)
+        }
+
+        /// Two flops per multiply-accumulate over the time they took (rows added together).
+        public static func gigaflopsPerSecond(multiplyAccumulates: Int, nanoseconds: UInt64) -> Double {
             nanoseconds == 0 ? 0 : 2 * Double(multiplyAccumulates) / Double(nanoseconds)
         }
     }
 
-    /// Per step of the plan being recorded: its row label, then the totals.
+    /// The plan being recorded, and per step of it: its row label, then the totals.
+    private var plan: ExecutionPlan?
     private var labels: [(stage: String, operation: String, macsPerImage: Int)] = []
     private var nanoseconds: [UInt64] = []
     private var calls: [Int] = []
@@ -44,6 +50,7 @@ public final class StageProfile: @unchecked Sendable {
 
     /// Forgets everything recorded so far.
     public func reset() {
+        plan = nil
         labels.removeAll()
         nanoseconds.removeAll()
         calls.removeAll()
@@ -52,7 +59,8 @@ public final class StageProfile: @unchecked Sendable {
 
     /// Starts a pass of `plan` (a different plan than the last starts the record afresh).
     func start(_ plan: ExecutionPlan) {
-        if labels.count != plan.steps.count || !zip(labels, plan.steps).allSatisfy({ $0.stage == $1.stage && $0.operation == $1.label }) {
+        if self.plan !== plan {
+            self.plan = plan
             labels = plan.steps.map { ($0.stage, $0.label, plan.multiplyAccumulates($0)) }
             nanoseconds = Array(repeating: 0, count: labels.count)
             calls = Array(repeating: 0, count: labels.count)

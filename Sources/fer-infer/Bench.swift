@@ -148,7 +148,10 @@ struct Bench: ParsableCommand {
                 }
                 print("\nprofile (single thread, ms per pass, GFLOP/s where the operation multiplies):")
                 func pad(_ s: String, _ n: Int) -> String { s + String(repeating: " ", count: max(1, n - s.count)) }
-                func rate(_ macs: Int, _ ns: UInt64) -> String { macs == 0 ? "" : String(format: "  %6.1f GFLOP/s", 2 * Double(macs) / Double(ns)) }
+                func rate(_ macs: Int, _ ns: UInt64) -> String {
+                    macs == 0 ? "" : String(format: "  %6.1f GFLOP/s",
+                                            StageProfile.Entry.gigaflopsPerSecond(multiplyAccumulates: macs, nanoseconds: ns))
+                }
                 for (op, t) in byOperation.sorted(by: { $0.value.ns > $1.value.ns }) {
                     print("  " + pad(op, 28) + String(format: "%8.3f ms  %5.1f%%", Double(t.ns) / 1e6 / Double(iterations), Double(t.ns) / all * 100)
                           + rate(t.macs, t.ns))
