@@ -38,9 +38,11 @@ final class ThreadTeam: @unchecked Sendable {
         precondition(size >= 2, "a team needs at least two members")
         self.size = size
         for member in 1..<size {
-            let thread = Thread { [self] in help(as: member) }
-            thread.name = "fer-team-\(member)"
-            thread.start()
+            // Named from inside: on Linux only the running thread's own name reaches the OS (top, gdb).
+            Thread { [self] in
+                Thread.current.name = "fer-team-\(member)"
+                help(as: member)
+            }.start()
         }
     }
 

@@ -1,4 +1,5 @@
 import FEREngine
+import Foundation
 import FERTensor
 import XCTest
 
@@ -38,16 +39,31 @@ final class ThreadTeamTests: XCTestCase {
     }
 
     /// A two-thread session shares single images between its threads and splits batches between
-    /// its workspaces; alternating the two keeps giving one thread's floats.
-    func testASessionAlternatingSingleImagesAndBatchesGivesOneThreadsFloats() throws {
+    /// its workspaces; alternating the two keeps giving one thread's floats, and the helper
+    /// started by the first single image is the one every later single image uses.
+    func testASessionAlternatingSingleImagesAndBatchesKeepsOneHelperAndOneThreadsFloats() throws {
         let model = try FERModel(contentsOf: Fixtures.root.appendingPathComponent("weights/lfnsb7-seeded.pth").path)
         let input = try Fixtures.input("random-b2").data
+        let before = helperThreads()
         let one = model.makeSession(batch: 2, threads: 1), two = model.makeSession(batch: 2, threads: 2)
+        var helpers: Set<String>?
         for batch in [1, 2, 1, 2, 1] {
             let images = Array(input[0..<batch * input.count / 2])
             try images.withUnsafeBufferPointer { try one.run(nchw: $0, batch: batch) }
             try images.withUnsafeBufferPointer { try two.run(nchw: $0, batch: batch) }
             XCTAssertEqual(Array(two.outputs), Array(one.outputs), "batch \(batch)")
+            let now = helperThreads().subtracting(before)
+            XCTAssertEqual(now.count, 1, "helper threads of the session after a batch of \(batch)")
+            if helpers == nil { helpers = now }
+            XCTAssertEqual(now, helpers, "the helper was replaced after a batch of \(batch)")
         }
+    }
+
+    /// Thread ids of this process's team helpers (member 1), from /proc.
+    private func helperThreads() -> Set<String> {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+        return Set(tasks.filter {
+            (try? String(contentsOfFile: "/proc/self/task/\($0)/comm", encoding: .utf8))?.hasPrefix("fer-team-1") == true
+        })
     }
 }
