@@ -47,6 +47,8 @@ final class ExecutionPlan: @unchecked Sendable {
             case concatChannels([Int]), concatPositions([Int])
             case resizeNearest(Int)
             case coordinatePool(Int)
+            /// A coordinate pooling its input's depthwise steps do as they write it (``DepthwiseStep/pool``).
+            case pooledByDepthwise(Int)
             case attention(AttentionStep)
             case gate(x: Int, gates: Int)
             case gateMap(gates: Int)
@@ -84,6 +86,9 @@ final class ExecutionPlan: @unchecked Sendable {
     struct DepthwiseStep {
         let input: Int, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, activation: Activation
         let geometry: DepthwiseGeometry  // batch 1; the pass sets the batch
+        /// The tensor that takes the coordinate pooling of this step's output channels, pooled a
+        /// few rows at a time right after they are written (nil: no pooling follows).
+        var pool: Int? = nil
     }
     struct AttentionStep {
         let pooled: Int, rows: Int, columns: Int, channels: Int, hidden: Int
@@ -260,8 +265,24 @@ final class ExecutionPlan: @unchecked Sendable {
                 try inputs(1)
                 let x = inputShapes[0]
                 output = ActivationShape(height: x.height + x.width, width: 1, channels: x.channels)
-                work = .coordinatePool(op.inputs[0])
-                label = "coordinate pooling"
+                // A pooled tensor nothing has written yet (so none of the steps reads it) is
+                // filled by the depthwise steps that wrote the input, as they go.
+                if shapes[op.output] == nil, let writers = Self.depthwiseWriters(of: op.inputs[0], channels: x.channels, in: steps) {
+                    for w in writers {
+                        guard case .depthwise(var d) = steps[w].work else { continue }
+                        d.pool = op.output
+                        let s = steps[w]
+                        steps[w] = Step(work: .depthwise(d), output: s.output, scratch: s.scratch, stage: s.stage, label: s.label + " + pooling",
+                                        reports: s.reports)
+                    }
+                    // The pooled tensor is written from the first of them on.
+                    first[op.output] = min(first[op.output], writers.min()!)
+                    work = .pooledByDepthwise(op.inputs[0])
+                    label = "coordinate pooling (in depthwise)"
+                } else {
+                    work = .coordinatePool(op.inputs[0])
+                    label = "coordinate pooling"
+                }
             case .attentionGates(let a):
                 try inputs(2)
                 let (pooled, map) = (inputShapes[0], inputShapes[1])
@@ -385,6 +406,27 @@ final class ExecutionPlan: @unchecked Sendable {
         self.arenaSize = size
         self.shapes = shapes.map { $0 ?? ActivationShape(height: 0, width: 0, channels: 0) }
         self.steps = steps
+    }
+
+    /// The steps just before the end of `steps` that write `tensor` by depthwise convolutions,
+    /// when together they write each of its `channels` exactly once and nothing else wrote it:
+    /// the mixed depthwise layer a coordinate pooling follows. Nil otherwise.
+    private static func depthwiseWriters(of tensor: Int, channels: Int, in steps: [Step]) -> [Int]? {
+        var writers: [Int] = [], ranges: [Range<Int>] = []
+        var i = steps.count - 1
+        while i >= 0, steps[i].output == tensor, case .depthwise(let d) = steps[i].work, d.pool == nil {
+            writers.append(i)
+            ranges.append(d.geometry.channelOffset..<d.geometry.channelOffset + d.geometry.channels)
+            i -= 1
+        }
+        // Anything earlier that wrote the tensor would have to be pooled too.
+        if i >= 0 && steps[0...i].contains(where: { $0.output == tensor }) { return nil }
+        var next = 0
+        for r in ranges.sorted(by: { $0.lowerBound < $1.lowerBound }) {
+            guard r.lowerBound == next else { return nil }
+            next = r.upperBound
+        }
+        return writers.isEmpty || next != channels ? nil : writers
     }
 
     private static func suffix(_ f: ActivationFunction) -> String {

@@ -163,6 +163,11 @@ extension ExecutionPlan {
         case .depthwise(let d):
             var g = d.geometry
             g.batch = n
+            if let pooled = d.pool {
+                depthwisePooled(d, g, input: ws.tensor(d.input), output: out, o, pooled: ws.tensor(pooled),
+                                lanes: share(g.channels, part: part, of: parts, align: 16))
+                break
+            }
             let rows = share(n * o.height, part: part, of: parts)
             if case .identity = d.activation {
                 Depthwise.convolve(g, input: ws.tensor(d.input), weights: d.weight, bias: d.bias, output: out, rows: rows)
@@ -220,6 +225,8 @@ extension ExecutionPlan {
                     }
                 }
             }
+        case .pooledByDepthwise:
+            break
         case .coordinatePool(let t):
             let x = shapes[t]
             CoordinatePooling.pool(input: ws.tensor(t), batch: n, height: x.height, width: x.width, channels: x.channels, pooled: out,
@@ -258,6 +265,34 @@ extension ExecutionPlan {
             Elementwise.softmax(out, rows: n * o.count / group, cols: group)
         case .l2Normalize:
             Elementwise.l2Normalize(out, rows: n * o.height * o.width, cols: o.channels)
+        }
+    }
+
+    /// A depthwise step that also pools its output for coordinate attention: each image a few
+    /// rows at a time, the rows pooled (``CoordinatePooling/accumulate(image:height:width:channels:pooled:lines:lanes:)``)
+    /// while they are still in L1. Threads share the channels (`lanes`, within the step's), not
+    /// the rows, so every column sum adds its rows in the same order whatever the thread count.
+    private func depthwisePooled(
+        _ d: DepthwiseStep, _ g: DepthwiseGeometry, input: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>,
+        _ o: ActivationShape, pooled: UnsafeMutablePointer<Float>, lanes: Range<Int>
+    ) {
+        guard !lanes.isEmpty else { return }
+        let activation = d.activation.channels(from: lanes.lowerBound)
+        let absolute = g.channelOffset + lanes.lowerBound..<g.channelOffset + lanes.upperBound
+        let chunk = max(1, Self.activationChunkFloats / (o.width * o.channels))
+        for b in 0..<g.batch {
+            let image = output + b * o.count
+            for first in stride(from: 0, to: o.height, by: chunk) {
+                let lines = first..<min(o.height, first + chunk)
+                let rows = b * o.height + lines.lowerBound..<b * o.height + lines.upperBound
+                Depthwise.convolve(g, input: input, weights: d.weight, bias: d.bias, output: output, rows: rows, lanes: lanes)
+                if case .identity = activation {} else {
+                    Elementwise.biasActivation(image + first * o.width * o.channels + absolute.lowerBound, rows: lines.count * o.width,
+                                               cols: lanes.count, ld: o.channels, bias: nil, activation: activation)
+                }
+                CoordinatePooling.accumulate(image: image, height: o.height, width: o.width, channels: o.channels,
+                                             pooled: pooled + b * (o.height + o.width) * o.channels, lines: lines, lanes: absolute)
+            }
         }
     }
 

@@ -11,50 +11,65 @@ public enum CoordinatePooling {
         input: UnsafePointer<Float>, batch: Int, height: Int, width: Int, channels: Int,
         pooled: UnsafeMutablePointer<Float>, lanes: Range<Int>? = nil
     ) {
+        for n in 0..<batch {
+            accumulate(image: input + n * height * width * channels, height: height, width: width, channels: channels,
+                       pooled: pooled + n * (height + width) * channels, lines: 0..<height, lanes: lanes)
+        }
+    }
+
+    /// ``pool(input:batch:height:width:channels:pooled:lanes:)`` of one image fed a few rows at a
+    /// time, in order, while they are still in cache (a depthwise convolution pools its output
+    /// as it writes it): the row means of `lines`; the column sums, which `lines` starting at row
+    /// 0 clears and `lines` ending at `height` turns into means. Any split of the rows gives the
+    /// same floats as one call.
+    public static func accumulate(
+        image: UnsafePointer<Float>, height: Int, width: Int, channels: Int, pooled: UnsafeMutablePointer<Float>,
+        lines: Range<Int>, lanes: Range<Int>? = nil
+    ) {
         let lanes = lanes ?? 0..<channels
         precondition(lanes.lowerBound >= 0 && lanes.upperBound <= channels, "channels \(lanes) of \(channels)")
-        let positions = height + width
+        precondition(lines.lowerBound >= 0 && lines.upperBound <= height, "rows \(lines) of \(height)")
         let vectorEnd = lanes.lowerBound + (lanes.count & ~7)
         let inverseWidth = 1 / Float(width), inverseHeight = 1 / Float(height)
-        for n in 0..<batch {
-            let image = input + n * height * width * channels
-            let rows = pooled + n * positions * channels
-            let cols = rows + height * channels
+        let rows = pooled, cols = pooled + height * channels
+        if lines.lowerBound == 0 {
             for x in 0..<width { (cols + x * channels + lanes.lowerBound).update(repeating: 0, count: lanes.count) }
-            // Each row's sums stay in a register across the row; the column sums (one row of
-            // width x channels, in L1) are updated in place.
-            for y in 0..<height {
-                let line = image + y * width * channels
-                var c = lanes.lowerBound
-                while c < vectorEnd {
-                    var sum = SIMD8<Float>(repeating: 0)
-                    for x in 0..<width {
-                        let v = loadVector(line + x * channels + c)
-                        sum += v
-                        let k = cols + x * channels + c
-                        storeVector(loadVector(k) + v, k)
-                    }
-                    storeVector(sum * inverseWidth, rows + y * channels + c)
-                    c += 8
+        }
+        // Each row's sums stay in a register across the row; the column sums (one row of
+        // width x channels, in L1) are updated in place.
+        for y in lines {
+            let line = image + y * width * channels
+            var c = lanes.lowerBound
+            while c < vectorEnd {
+                var sum = SIMD8<Float>(repeating: 0)
+                for x in 0..<width {
+                    let v = loadVector(line + x * channels + c)
+                    sum += v
+                    let k = cols + x * channels + c
+                    storeVector(loadVector(k) + v, k)
                 }
-                while c < lanes.upperBound {
-                    var sum: Float = 0
-                    for x in 0..<width {
-                        let v = line[x * channels + c]
-                        sum += v
-                        cols[x * channels + c] += v
-                    }
-                    rows[y * channels + c] = sum * inverseWidth
-                    c += 1
-                }
+                storeVector(sum * inverseWidth, rows + y * channels + c)
+                c += 8
             }
+            while c < lanes.upperBound {
+                var sum: Float = 0
+                for x in 0..<width {
+                    let v = line[x * channels + c]
+                    sum += v
+                    cols[x * channels + c] += v
+                }
+                rows[y * channels + c] = sum * inverseWidth
+                c += 1
+            }
+        }
+        if lines.upperBound == height && !lines.isEmpty {
             for x in 0..<width {
                 for c in lanes { cols[x * channels + c] *= inverseHeight }
             }
         }
     }
 
-    /// The plain loop ``pool(input:batch:height:width:channels:pooled:)`` must agree with, in Double.
+    /// The plain loop ``pool(input:batch:height:width:channels:pooled:lanes:)`` must agree with, in Double.
     public static func poolReference(
         input: UnsafePointer<Float>, batch: Int, height: Int, width: Int, channels: Int,
         pooled: UnsafeMutablePointer<Float>
@@ -76,7 +91,7 @@ public enum CoordinatePooling {
     }
 
     /// `x[n, y, x', c] *= rowGate[n, y, c] * columnGate[n, x', c]`, where the gates are the
-    /// `(batch, height + width, channels)` layout of ``pool(input:batch:height:width:channels:pooled:)``
+    /// `(batch, height + width, channels)` layout of ``pool(input:batch:height:width:channels:pooled:lanes:)``
     /// (rows first, then columns), in place.
     ///
     /// - Parameter rows: the rows to gate, numbered `n * height + y` over the batch (all when nil):

@@ -81,17 +81,25 @@ public enum Depthwise {
     /// - Parameters:
     ///   - rows: the output rows to compute, numbered `n * outHeight + oy` over the batch (all
     ///     when nil): threads sharing one convolution each take a range.
+    ///   - lanes: the channels to compute, numbered within the geometry's `channels` (all when
+    ///     nil): threads may share channels instead. Ranges starting at a multiple of 16 give the
+    ///     same floats as a whole pass.
     ///   - kernel: nil for ``MicroKernel/preferred``. With ``MicroKernel/avx512``, the interior
     ///     pixels of kernels 3 wide run 16 channels a vector (`AVX512Depthwise`); the same floats.
     public static func convolve(
         _ g: DepthwiseGeometry,
         input: UnsafePointer<Float>, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-        output: UnsafeMutablePointer<Float>, rows: Range<Int>? = nil, kernel: MicroKernel? = nil
+        output: UnsafeMutablePointer<Float>, rows: Range<Int>? = nil, lanes: Range<Int>? = nil, kernel: MicroKernel? = nil
     ) {
         let kernel = kernel ?? MicroKernel.preferred
         precondition(MicroKernel.available.contains(kernel), "\(kernel) kernels on a CPU or build without them")
+        let lanes = lanes ?? 0..<g.channels
+        precondition(lanes.lowerBound >= 0 && lanes.upperBound <= g.channels, "channels \(lanes) of \(g.channels)")
+        let nc = lanes.count
+        // From here on, pointers start at the first lane; the weights' tap stride stays `g.channels`.
+        let weights = weights + lanes.lowerBound, bias = bias.map { $0 + lanes.lowerBound }
         // Channels the AVX-512 kernel takes in the interior of kernels 3 wide; the 8-float one the rest.
-        let wide = kernel == .avx512 && g.kernelWidth == 3 && g.stride <= 2 ? g.channels & ~15 : 0
+        let wide = kernel == .avx512 && g.kernelWidth == 3 && g.stride <= 2 ? nc & ~15 : 0
         let (oh, ow) = (g.outHeight, g.outWidth)
         let cs = g.channelStride
         let rows = rows ?? 0..<g.batch * oh
@@ -101,14 +109,14 @@ public enum Depthwise {
         let interiorEnd = max(interiorStart, min(ow, (g.width - g.kernelWidth + g.padLeft) / g.stride + 1))
         for row in rows {
             let (n, oy) = row.quotientAndRemainder(dividingBy: oh)
-            let inImage = input + n * g.height * g.width * cs + g.channelOffset
-            let outImage = output + n * oh * ow * cs + g.channelOffset
+            let inImage = input + n * g.height * g.width * cs + g.channelOffset + lanes.lowerBound
+            let outImage = output + n * oh * ow * cs + g.channelOffset + lanes.lowerBound
             let iy0 = oy * g.stride - g.padTop
             let kyLo = max(0, -iy0), kyHi = min(g.kernelHeight, g.height - iy0)
             let outRow = outImage + oy * ow * cs
             var ox = 0
             while ox < interiorStart {
-                edgePixel(g, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi)
+                edgePixel(g, nc, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi)
                 ox += 1
             }
             if wide > 0 {
@@ -120,22 +128,22 @@ public enum Depthwise {
             }
             if g.kernelWidth == 3 && g.stride == 1 {
                 while ox + 4 <= interiorEnd {
-                    fourPixels3(stride: 1, g, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi, from: wide)
+                    fourPixels3(stride: 1, g, nc, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi, from: wide)
                     ox += 4
                 }
             } else if g.kernelWidth == 3 && g.stride == 2 {
                 while ox + 4 <= interiorEnd {
-                    fourPixels3(stride: 2, g, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi, from: wide)
+                    fourPixels3(stride: 2, g, nc, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi, from: wide)
                     ox += 4
                 }
             } else {
                 while ox + 4 <= interiorEnd {
-                    fourPixels(g, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi)
+                    fourPixels(g, nc, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi)
                     ox += 4
                 }
             }
             while ox < ow {
-                edgePixel(g, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi)
+                edgePixel(g, nc, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi)
                 ox += 1
             }
         }
@@ -146,27 +154,27 @@ public enum Depthwise {
     /// have), others through ``pixel(_:_:_:_:_:ox:iy0:kyLo:kyHi:)``.
     @inline(__always)
     private static func edgePixel(
-        _ g: DepthwiseGeometry, _ inImage: UnsafePointer<Float>, _ weights: UnsafePointer<Float>,
+        _ g: DepthwiseGeometry, _ nc: Int, _ inImage: UnsafePointer<Float>, _ weights: UnsafePointer<Float>,
         _ bias: UnsafePointer<Float>?, _ outRow: UnsafeMutablePointer<Float>, ox: Int, iy0: Int, kyLo: Int, kyHi: Int
     ) {
         if g.kernelWidth == 3 {
             let ix0 = ox * g.stride - g.padLeft
             let (lo, hi) = (max(0, -ix0), min(3, g.width - ix0))
-            if lo == 0 && hi == 3 { return pixel3(kxLo: 0, kxHi: 3, g, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi) }
-            if lo == 1 && hi == 3 { return pixel3(kxLo: 1, kxHi: 3, g, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi) }
-            if lo == 0 && hi == 2 { return pixel3(kxLo: 0, kxHi: 2, g, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi) }
+            if lo == 0 && hi == 3 { return pixel3(kxLo: 0, kxHi: 3, g, nc, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi) }
+            if lo == 1 && hi == 3 { return pixel3(kxLo: 1, kxHi: 3, g, nc, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi) }
+            if lo == 0 && hi == 2 { return pixel3(kxLo: 0, kxHi: 2, g, nc, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi) }
         }
-        pixel(g, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi)
+        pixel(g, nc, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi)
     }
 
     /// One pixel of a kernel 3 wide over kernel columns `kxLo ..< kxHi` (constants where
     /// inlined): one accumulator per kernel column, so three independent FMA chains.
     @inline(__always)
     private static func pixel3(
-        kxLo: Int, kxHi: Int, _ g: DepthwiseGeometry, _ inImage: UnsafePointer<Float>, _ weights: UnsafePointer<Float>,
+        kxLo: Int, kxHi: Int, _ g: DepthwiseGeometry, _ nc: Int, _ inImage: UnsafePointer<Float>, _ weights: UnsafePointer<Float>,
         _ bias: UnsafePointer<Float>?, _ outRow: UnsafeMutablePointer<Float>, ox: Int, iy0: Int, kyLo: Int, kyHi: Int
     ) {
-        let cs = g.channelStride, nc = g.channels
+        let cs = g.channelStride, wn = g.channels
         let ix0 = ox * g.stride - g.padLeft
         let out = outRow + ox * cs
         let vectorEnd = nc & ~7
@@ -176,26 +184,26 @@ public enum Depthwise {
             var (s0, s1, s2) = (zero, zero, zero)
             for ky in kyLo..<kyHi {
                 let row = inImage + ((iy0 + ky) * g.width + ix0) * cs + c
-                let wrow = weights + ky * 3 * nc + c
+                let wrow = weights + ky * 3 * wn + c
                 if kxLo == 0 { s0.addProduct(loadVector(wrow), loadVector(row)) }
-                s1.addProduct(loadVector(wrow + nc), loadVector(row + cs))
-                if kxHi == 3 { s2.addProduct(loadVector(wrow + 2 * nc), loadVector(row + 2 * cs)) }
+                s1.addProduct(loadVector(wrow + wn), loadVector(row + cs))
+                if kxHi == 3 { s2.addProduct(loadVector(wrow + 2 * wn), loadVector(row + 2 * cs)) }
             }
             var acc = s0 + s1 + s2
             if let bias { acc += loadVector(bias + c) }
             storeVector(acc, out + c)
             c += 8
         }
-        scalarTail(g, inImage, weights, bias, out, from: c, ix0: ix0, iy0: iy0, kyLo: kyLo, kyHi: kyHi, kxLo: kxLo, kxHi: kxHi)
+        scalarTail(g, nc, inImage, weights, bias, out, from: c, ix0: ix0, iy0: iy0, kyLo: kyLo, kyHi: kyHi, kxLo: kxLo, kxHi: kxHi)
     }
 
     /// One output pixel, taps clipped to the image.
     @inline(__always)
     private static func pixel(
-        _ g: DepthwiseGeometry, _ inImage: UnsafePointer<Float>, _ weights: UnsafePointer<Float>,
+        _ g: DepthwiseGeometry, _ nc: Int, _ inImage: UnsafePointer<Float>, _ weights: UnsafePointer<Float>,
         _ bias: UnsafePointer<Float>?, _ outRow: UnsafeMutablePointer<Float>, ox: Int, iy0: Int, kyLo: Int, kyHi: Int
     ) {
-        let cs = g.channelStride, nc = g.channels, kw = g.kernelWidth
+        let cs = g.channelStride, wn = g.channels, kw = g.kernelWidth
         let ix0 = ox * g.stride - g.padLeft
         let kxLo = max(0, -ix0), kxHi = min(kw, g.width - ix0)
         let out = outRow + ox * cs
@@ -208,31 +216,31 @@ public enum Depthwise {
             var ky = kyLo
             while ky + 2 <= kyHi {
                 let row = inImage + ((iy0 + ky) * g.width + ix0) * cs + c, next = row + g.width * cs
-                let wrow = weights + ky * kw * nc + c, wnext = wrow + kw * nc
+                let wrow = weights + ky * kw * wn + c, wnext = wrow + kw * wn
                 for kx in kxLo..<kxHi {
-                    acc.addProduct(loadVector(wrow + kx * nc), loadVector(row + kx * cs))
-                    odd.addProduct(loadVector(wnext + kx * nc), loadVector(next + kx * cs))
+                    acc.addProduct(loadVector(wrow + kx * wn), loadVector(row + kx * cs))
+                    odd.addProduct(loadVector(wnext + kx * wn), loadVector(next + kx * cs))
                 }
                 ky += 2
             }
             if ky < kyHi {
                 let row = inImage + ((iy0 + ky) * g.width + ix0) * cs + c
-                let wrow = weights + ky * kw * nc + c
-                for kx in kxLo..<kxHi { acc.addProduct(loadVector(wrow + kx * nc), loadVector(row + kx * cs)) }
+                let wrow = weights + ky * kw * wn + c
+                for kx in kxLo..<kxHi { acc.addProduct(loadVector(wrow + kx * wn), loadVector(row + kx * cs)) }
             }
             storeVector(acc + odd, out + c)
             c += 8
         }
-        scalarTail(g, inImage, weights, bias, out, from: c, ix0: ix0, iy0: iy0, kyLo: kyLo, kyHi: kyHi, kxLo: kxLo, kxHi: kxHi)
+        scalarTail(g, nc, inImage, weights, bias, out, from: c, ix0: ix0, iy0: iy0, kyLo: kyLo, kyHi: kyHi, kxLo: kxLo, kxHi: kxHi)
     }
 
     /// Four horizontally adjacent output pixels whose taps are all inside the image columns.
     @inline(__always)
     private static func fourPixels(
-        _ g: DepthwiseGeometry, _ inImage: UnsafePointer<Float>, _ weights: UnsafePointer<Float>,
+        _ g: DepthwiseGeometry, _ nc: Int, _ inImage: UnsafePointer<Float>, _ weights: UnsafePointer<Float>,
         _ bias: UnsafePointer<Float>?, _ outRow: UnsafeMutablePointer<Float>, ox: Int, iy0: Int, kyLo: Int, kyHi: Int
     ) {
-        let cs = g.channelStride, nc = g.channels, kw = g.kernelWidth
+        let cs = g.channelStride, wn = g.channels, kw = g.kernelWidth
         let step = g.stride * cs  // distance between the inputs of neighbouring output pixels
         let ix0 = ox * g.stride - g.padLeft
         let out = outRow + ox * cs
@@ -246,7 +254,7 @@ public enum Depthwise {
             var (b1, b2, b3) = (b0, b0, b0)
             for ky in kyLo..<kyHi {
                 var p = inImage + ((iy0 + ky) * g.width + ix0) * cs + c
-                var wp = weights + ky * kw * nc + c
+                var wp = weights + ky * kw * wn + c
                 for _ in 0..<kw {
                     let w = loadVector(wp), v = loadVector(wp + 8)
                     a0.addProduct(w, loadVector(p))
@@ -258,7 +266,7 @@ public enum Depthwise {
                     a3.addProduct(w, loadVector(p + 3 * step))
                     b3.addProduct(v, loadVector(p + 3 * step + 8))
                     p += cs
-                    wp += nc
+                    wp += wn
                 }
             }
             storeVector(a0, out + c)
@@ -277,7 +285,7 @@ public enum Depthwise {
             var (a1, a2, a3) = (a0, a0, a0)
             for ky in kyLo..<kyHi {
                 var p = inImage + ((iy0 + ky) * g.width + ix0) * cs + c
-                var wp = weights + ky * kw * nc + c
+                var wp = weights + ky * kw * wn + c
                 for _ in 0..<kw {
                     let w = loadVector(wp)
                     a0.addProduct(w, loadVector(p))
@@ -285,7 +293,7 @@ public enum Depthwise {
                     a2.addProduct(w, loadVector(p + 2 * step))
                     a3.addProduct(w, loadVector(p + 3 * step))
                     p += cs
-                    wp += nc
+                    wp += wn
                 }
             }
             storeVector(a0, out + c)
@@ -295,7 +303,7 @@ public enum Depthwise {
             c += 8
         }
         for i in 0..<4 where c < nc {
-            scalarTail(g, inImage, weights, bias, out + i * cs, from: c, ix0: ix0 + i * g.stride, iy0: iy0,
+            scalarTail(g, nc, inImage, weights, bias, out + i * cs, from: c, ix0: ix0 + i * g.stride, iy0: iy0,
                        kyLo: kyLo, kyHi: kyHi, kxLo: 0, kxHi: kw)
         }
     }
@@ -306,11 +314,11 @@ public enum Depthwise {
     /// Channels from `from` (a multiple of 8; those before are done already).
     @inline(__always)
     private static func fourPixels3(
-        stride s: Int, _ g: DepthwiseGeometry, _ inImage: UnsafePointer<Float>, _ weights: UnsafePointer<Float>,
+        stride s: Int, _ g: DepthwiseGeometry, _ nc: Int, _ inImage: UnsafePointer<Float>, _ weights: UnsafePointer<Float>,
         _ bias: UnsafePointer<Float>?, _ outRow: UnsafeMutablePointer<Float>, ox: Int, iy0: Int, kyLo: Int, kyHi: Int,
         from: Int
     ) {
-        let cs = g.channelStride, nc = g.channels
+        let cs = g.channelStride, wn = g.channels
         let ix0 = ox * s - g.padLeft
         let out = outRow + ox * cs
         let vectorEnd = nc & ~7
@@ -321,8 +329,8 @@ public enum Depthwise {
             var (a1, a2, a3) = (a0, a0, a0)
             for ky in kyLo..<kyHi {
                 let p = inImage + ((iy0 + ky) * g.width + ix0) * cs + c
-                let wp = weights + ky * 3 * nc + c
-                let w0 = loadVector(wp), w1 = loadVector(wp + nc), w2 = loadVector(wp + 2 * nc)
+                let wp = weights + ky * 3 * wn + c
+                let w0 = loadVector(wp), w1 = loadVector(wp + wn), w2 = loadVector(wp + 2 * wn)
                 let x0 = loadVector(p), x1 = loadVector(p + cs), x2 = loadVector(p + 2 * cs)
                 let x3 = loadVector(p + 3 * cs), x4 = loadVector(p + 4 * cs)
                 if s == 1 {
@@ -345,7 +353,7 @@ public enum Depthwise {
             c += 8
         }
         for i in 0..<4 where c < nc {
-            scalarTail(g, inImage, weights, bias, out + i * cs, from: c, ix0: ix0 + i * s, iy0: iy0,
+            scalarTail(g, nc, inImage, weights, bias, out + i * cs, from: c, ix0: ix0 + i * s, iy0: iy0,
                        kyLo: kyLo, kyHi: kyHi, kxLo: 0, kxHi: 3)
         }
     }
@@ -353,17 +361,17 @@ public enum Depthwise {
     /// Channels `from..<channels` of one pixel, one at a time, over the given tap ranges.
     @inline(__always)
     private static func scalarTail(
-        _ g: DepthwiseGeometry, _ inImage: UnsafePointer<Float>, _ weights: UnsafePointer<Float>,
+        _ g: DepthwiseGeometry, _ nc: Int, _ inImage: UnsafePointer<Float>, _ weights: UnsafePointer<Float>,
         _ bias: UnsafePointer<Float>?, _ out: UnsafeMutablePointer<Float>, from: Int, ix0: Int, iy0: Int,
         kyLo: Int, kyHi: Int, kxLo: Int, kxHi: Int
     ) {
-        let cs = g.channelStride, nc = g.channels, kw = g.kernelWidth
+        let cs = g.channelStride, wn = g.channels, kw = g.kernelWidth
         for c in from..<nc {
             var acc: Float = bias?[c] ?? 0
             for ky in kyLo..<kyHi {
                 let row = inImage + ((iy0 + ky) * g.width + ix0) * cs + c
-                let wrow = weights + ky * kw * nc + c
-                for kx in kxLo..<kxHi { acc = acc.addingProduct(wrow[kx * nc], row[kx * cs]) }
+                let wrow = weights + ky * kw * wn + c
+                for kx in kxLo..<kxHi { acc = acc.addingProduct(wrow[kx * wn], row[kx * cs]) }
             }
             out[c] = acc
         }

@@ -12,6 +12,13 @@ public enum Activation {
     case hardSwish
     /// `1 / (1 + exp(-x))`.
     case sigmoid
+
+    /// The same activation for columns `first...` of the columns it was made for (PReLU's
+    /// slopes move with the columns; the rest are the same everywhere).
+    public func channels(from first: Int) -> Activation {
+        if case .prelu(let slope) = self { return .prelu(slope + first) }
+        return self
+    }
 }
 
 /// Elementwise passes over row-major `(rows, cols)` matrices with row stride `ld`; in NHWC

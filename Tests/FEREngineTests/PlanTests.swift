@@ -155,6 +155,11 @@ final class PlanTests: XCTestCase {
         XCTAssertEqual(labels.filter { $0.hasPrefix("1x1 packed GEMM + PReLU") }.count, 34, "\(labels)")
         XCTAssertEqual(labels.first, "3x3 conv s2 (direct)")
         XCTAssertFalse(labels.contains { $0.contains("x1 GEMM") || $0.contains("+ GEMM)") }, "\(labels)")
+        // Every block's coordinate pooling is done by its mixed depthwise steps as they write (one
+        // to three groups per block), none as a pass of its own.
+        XCTAssertEqual(labels.filter { $0 == "coordinate pooling (in depthwise)" }.count, 34, "\(labels)")
+        XCTAssertFalse(labels.contains("coordinate pooling"), "\(labels)")
+        XCTAssertEqual(labels.filter { $0.hasPrefix("depthwise") && $0.hasSuffix(" + pooling") }.count, 2 + 9 * 1 + 2 + 16 * 1 + 3 + 6 * 2, "\(labels)")
         // Every KxK convolution runs DenseConvolution on the packed weights, RetinaFace's 8-channel stem too.
         let detector = try retinaFace().makeSession(batch: 1, height: 640, width: 640)
         XCTAssertEqual(detector.steps.first?.label, "3x3 conv s2 (direct) + LeakyReLU")
@@ -204,6 +209,11 @@ final class PlanTests: XCTestCase {
                 for (i, op) in graph.operations.enumerated() where op.output == t || op.inputs.contains(t) {
                     if op.output == t { first = min(first, i) }
                     last = max(last, i)
+                }
+                // A pooling done inside the depthwise steps before it writes from the first of them.
+                if first >= 0, first < graph.operations.count, session.steps[first].label == "coordinate pooling (in depthwise)" {
+                    let pooledFrom = graph.operations[first].inputs[0]
+                    while first > 0 && graph.operations[first - 1].output == pooledFrom { first -= 1 }
                 }
                 if graph.outputs.contains(where: { $0.tensor == t }) { last = graph.operations.count }
             }

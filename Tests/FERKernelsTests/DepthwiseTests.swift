@@ -68,6 +68,17 @@ final class DepthwiseTests: XCTestCase {
             Depthwise.convolve(g, input: input, weights: packed, bias: bias, output: &parts, rows: range)
         }
         XCTAssertEqual(parts, actual, "\(label), rows in three ranges")
+
+        // Channels computed in ranges starting at multiples of 16 (as threads share them when the
+        // pass pools as it goes) give the same floats, on every kernel, and touch nothing else.
+        let cuts = [0, min(16, g.channels), min(32, g.channels), g.channels]
+        for kernel in MicroKernel.available {
+            var lanes = [Float](repeating: -99, count: outCount)
+            for i in 0..<3 {
+                Depthwise.convolve(g, input: input, weights: packed, bias: bias, output: &lanes, lanes: cuts[i]..<cuts[i + 1], kernel: kernel)
+            }
+            XCTAssertEqual(lanes, actual, "\(label), channels in three ranges on \(kernel)")
+        }
     }
 }
 

@@ -124,6 +124,23 @@ final class CoordinatePoolingTests: XCTestCase {
                 CoordinatePooling.pool(input: x, batch: batch, height: h, width: w, channels: c, pooled: &parts, lanes: lanes)
             }
             XCTAssertEqual(parts, fast, "\(h)x\(w)x\(c) in channel ranges")
+
+            // Each image fed in runs of rows, in order (as a depthwise pass pools what it has just
+            // written), each run over two channel ranges: the same floats as pooling it at once.
+            var fed = [Float](repeating: 7, count: fast.count)
+            x.withUnsafeBufferPointer { input in
+                fed.withUnsafeMutableBufferPointer { pooled in
+                    for n in 0..<batch {
+                        for lines in [0..<h / 2, h / 2..<h / 2, h / 2..<h - 1, h - 1..<h] {
+                            for lanes in [0..<c / 2, c / 2..<c] {
+                                CoordinatePooling.accumulate(image: input.baseAddress! + n * h * w * c, height: h, width: w, channels: c,
+                                                             pooled: pooled.baseAddress! + n * (h + w) * c, lines: lines, lanes: lanes)
+                            }
+                        }
+                    }
+                }
+            }
+            XCTAssertEqual(fed, fast, "\(h)x\(w)x\(c) fed in runs of rows")
         }
     }
 
