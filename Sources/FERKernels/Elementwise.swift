@@ -60,9 +60,24 @@ public enum Elementwise {
                     c += 1
                 }
             case .hardSwish:
-                for c in 0..<cols {
+                // PyTorch's h_swish: x * (relu6(x + 3) / 6), in that order (the same floats).
+                var c = 0
+                while c < vectorEnd {
+                    var v = loadVector(row + c)
+                    if let bias { v += loadVector(bias + c) }
+                    var t = v + 3
+                    t.replace(with: 0, where: t .< 0)
+                    t.replace(with: 6, where: t .> 6)
+                    storeVector(v * (t / 6), row + c)
+                    c += 8
+                }
+                while c < cols {
                     let v = row[c] + (bias?[c] ?? 0)
-                    row[c] = v * min(max(v + 3, 0), 6) / 6
+                    var t = v + 3
+                    if t < 0 { t = 0 }
+                    if t > 6 { t = 6 }
+                    row[c] = v * (t / 6)
+                    c += 1
                 }
             case .sigmoid:
                 var c = 0

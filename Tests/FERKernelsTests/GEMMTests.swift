@@ -71,7 +71,7 @@ final class ElementwiseTests: XCTestCase {
             let v = values[i] + bias[i % cols]
             XCTAssertEqual(prelu[i], v >= 0 ? v : v * slope[i % cols], accuracy: 1e-6)
             XCTAssertEqual(relu[i], max(v, 0))
-            XCTAssertEqual(hs[i], v * min(max(v + 3, 0), 6) / 6, accuracy: 1e-6)
+            XCTAssertEqual(hs[i], v * (min(max(v + 3, 0), 6) / 6), "h_swish in PyTorch's order, x * (relu6(x + 3) / 6)")
             XCTAssertEqual(sig[i], 1 / (1 + exp(-v)), accuracy: 1e-6)
         }
     }
