@@ -84,8 +84,8 @@ public enum Depthwise {
     ///   - lanes: the channels to compute, numbered within the geometry's `channels` (all when
     ///     nil): threads may share channels instead. Ranges starting at a multiple of 16 give the
     ///     same floats as a whole pass.
-    ///   - kernel: nil for ``MicroKernel/preferred``. With ``MicroKernel/avx512``, the interior
-    ///     pixels of kernels 3 wide run 16 channels a vector (`AVX512Depthwise`); the same floats.
+    ///   - kernel: nil for ``MicroKernel/preferred``. With ``MicroKernel/avx512``, 3x3 kernels at
+    ///     stride 1 or 2 run whole rows 16 channels a vector (`AVX512Depthwise`); the same floats.
     public static func convolve(
         _ g: DepthwiseGeometry,
         input: UnsafePointer<Float>, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
@@ -98,9 +98,9 @@ public enum Depthwise {
         let nc = lanes.count
         // From here on, pointers start at the first lane; the weights' tap stride stays `g.channels`.
         let weights = weights + lanes.lowerBound, bias = bias.map { $0 + lanes.lowerBound }
-        // Channels the AVX-512 kernel takes in the interior of kernels 3 wide; the 8-float one the rest.
-        let wide = kernel == .avx512 && g.kernelWidth == 3 && g.stride <= 2 ? nc & ~15 : 0
         let (oh, ow) = (g.outHeight, g.outWidth)
+        // Channels the AVX-512 kernel takes (whole rows of 3x3 kernels); the 8-float one the rest.
+        let wide = kernel == .avx512 && g.kernelWidth == 3 && g.kernelHeight == 3 && g.stride <= 2 && ow >= 4 ? nc & ~15 : 0
         let cs = g.channelStride
         let rows = rows ?? 0..<g.batch * oh
         precondition(rows.lowerBound >= 0 && rows.upperBound <= g.batch * oh, "rows \(rows) of \(g.batch * oh)")
@@ -114,17 +114,16 @@ public enum Depthwise {
             let iy0 = oy * g.stride - g.padTop
             let kyLo = max(0, -iy0), kyHi = min(g.kernelHeight, g.height - iy0)
             let outRow = outImage + oy * ow * cs
+            if wide > 0 {
+                AVX512Depthwise.row3(
+                    stride: g.stride, outWidth: ow, padLeft: g.padLeft, input: inImage, weights: weights, bias: bias, out: outRow,
+                    iy0: iy0, kyLo: kyLo, kyHi: kyHi, width: g.width, channelStride: cs, channels: g.channels, vectorChannels: wide)
+                if wide == nc { continue }
+            }
             var ox = 0
             while ox < interiorStart {
-                edgePixel(g, nc, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi)
+                edgePixel(g, nc, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi, from: wide)
                 ox += 1
-            }
-            if wide > 0 {
-                let groups = (interiorEnd - ox) / 4
-                AVX512Depthwise.fourPixels3(
-                    stride: g.stride, groups: groups, input: inImage, weights: weights, bias: bias, out: outRow + ox * cs,
-                    ix0: ox * g.stride - g.padLeft, iy0: iy0, kyLo: kyLo, kyHi: kyHi, width: g.width, channelStride: cs,
-                    channels: g.channels, vectorChannels: wide)
             }
             if g.kernelWidth == 3 && g.stride == 1 {
                 while ox + 4 <= interiorEnd {
@@ -143,7 +142,7 @@ public enum Depthwise {
                 }
             }
             while ox < ow {
-                edgePixel(g, nc, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi)
+                edgePixel(g, nc, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi, from: wide)
                 ox += 1
             }
         }
@@ -155,42 +154,41 @@ public enum Depthwise {
     @inline(__always)
     private static func edgePixel(
         _ g: DepthwiseGeometry, _ nc: Int, _ inImage: UnsafePointer<Float>, _ weights: UnsafePointer<Float>,
-        _ bias: UnsafePointer<Float>?, _ outRow: UnsafeMutablePointer<Float>, ox: Int, iy0: Int, kyLo: Int, kyHi: Int
+        _ bias: UnsafePointer<Float>?, _ outRow: UnsafeMutablePointer<Float>, ox: Int, iy0: Int, kyLo: Int, kyHi: Int, from: Int
     ) {
         if g.kernelWidth == 3 {
             let ix0 = ox * g.stride - g.padLeft
             let (lo, hi) = (max(0, -ix0), min(3, g.width - ix0))
-            if lo == 0 && hi == 3 { return pixel3(kxLo: 0, kxHi: 3, g, nc, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi) }
-            if lo == 1 && hi == 3 { return pixel3(kxLo: 1, kxHi: 3, g, nc, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi) }
-            if lo == 0 && hi == 2 { return pixel3(kxLo: 0, kxHi: 2, g, nc, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi) }
+            if lo == 0 && hi == 3 { return pixel3(kxLo: 0, kxHi: 3, g, nc, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi, from: from) }
+            if lo == 1 && hi == 3 { return pixel3(kxLo: 1, kxHi: 3, g, nc, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi, from: from) }
+            if lo == 0 && hi == 2 { return pixel3(kxLo: 0, kxHi: 2, g, nc, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi, from: from) }
         }
-        pixel(g, nc, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi)
+        pixel(g, nc, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi, from: from)
     }
 
     /// One pixel of a kernel 3 wide over kernel columns `kxLo ..< kxHi` (constants where
-    /// inlined): one accumulator per kernel column, so three independent FMA chains.
+    /// inlined), channels from `from`: the bias, then the taps row by row, the order of every
+    /// other path for kernels 3 wide (AVX-512's whole rows included), so all give the same floats.
     @inline(__always)
     private static func pixel3(
         kxLo: Int, kxHi: Int, _ g: DepthwiseGeometry, _ nc: Int, _ inImage: UnsafePointer<Float>, _ weights: UnsafePointer<Float>,
-        _ bias: UnsafePointer<Float>?, _ outRow: UnsafeMutablePointer<Float>, ox: Int, iy0: Int, kyLo: Int, kyHi: Int
+        _ bias: UnsafePointer<Float>?, _ outRow: UnsafeMutablePointer<Float>, ox: Int, iy0: Int, kyLo: Int, kyHi: Int, from: Int
     ) {
         let cs = g.channelStride, wn = g.channels
         let ix0 = ox * g.stride - g.padLeft
         let out = outRow + ox * cs
         let vectorEnd = nc & ~7
-        let zero = SIMD8<Float>(repeating: 0)
-        var c = 0
+        var c = from
         while c < vectorEnd {
-            var (s0, s1, s2) = (zero, zero, zero)
+            var acc = SIMD8<Float>(repeating: 0)
+            if let bias { acc = loadVector(bias + c) }
             for ky in kyLo..<kyHi {
                 let row = inImage + ((iy0 + ky) * g.width + ix0) * cs + c
                 let wrow = weights + ky * 3 * wn + c
-                if kxLo == 0 { s0.addProduct(loadVector(wrow), loadVector(row)) }
-                s1.addProduct(loadVector(wrow + wn), loadVector(row + cs))
-                if kxHi == 3 { s2.addProduct(loadVector(wrow + 2 * wn), loadVector(row + 2 * cs)) }
+                if kxLo == 0 { acc.addProduct(loadVector(wrow), loadVector(row)) }
+                acc.addProduct(loadVector(wrow + wn), loadVector(row + cs))
+                if kxHi == 3 { acc.addProduct(loadVector(wrow + 2 * wn), loadVector(row + 2 * cs)) }
             }
-            var acc = s0 + s1 + s2
-            if let bias { acc += loadVector(bias + c) }
             storeVector(acc, out + c)
             c += 8
         }
@@ -201,14 +199,14 @@ public enum Depthwise {
     @inline(__always)
     private static func pixel(
         _ g: DepthwiseGeometry, _ nc: Int, _ inImage: UnsafePointer<Float>, _ weights: UnsafePointer<Float>,
-        _ bias: UnsafePointer<Float>?, _ outRow: UnsafeMutablePointer<Float>, ox: Int, iy0: Int, kyLo: Int, kyHi: Int
+        _ bias: UnsafePointer<Float>?, _ outRow: UnsafeMutablePointer<Float>, ox: Int, iy0: Int, kyLo: Int, kyHi: Int, from: Int
     ) {
         let cs = g.channelStride, wn = g.channels, kw = g.kernelWidth
         let ix0 = ox * g.stride - g.padLeft
         let kxLo = max(0, -ix0), kxHi = min(kw, g.width - ix0)
         let out = outRow + ox * cs
         let vectorEnd = nc & ~7
-        var c = 0
+        var c = from
         // Two accumulators (even and odd kernel rows) halve the chain of dependent FMAs.
         while c < vectorEnd {
             var acc = SIMD8<Float>(repeating: 0), odd = acc

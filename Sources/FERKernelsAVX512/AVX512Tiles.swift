@@ -271,71 +271,104 @@ public enum AVX512Tiles {
 
 /// Depthwise convolution at 16 floats a vector, for FERKernels' `Depthwise` (its layouts: NHWC
 /// activations with a channel stride, tap-major weights `weights[tap * channels + c]`). Only the
-/// hot part is here, the interior pixels of kernels 3 wide; `Depthwise` does the borders and the
-/// channels past the last multiple of 16, and chooses this code where the CPU runs it.
+/// hot part is here, whole output rows of 3x3 kernels; `Depthwise` does the channels past the
+/// last multiple of 16, and chooses this code where the CPU runs it.
 public enum AVX512Depthwise {
-    /// `groups` runs of four consecutive output pixels of a kernel 3 wide at stride 1 or 2, for
-    /// channels `0 ..< vectorChannels` (a multiple of 16): the pixels' windows lie inside the
-    /// image's columns and rows `kyLo ..< kyHi` of the kernel inside its rows. Sums the taps in
-    /// the order `Depthwise`'s 8-float kernel does, so the two give the same floats.
+    /// One output row of a 3x3 kernel at stride 1 or 2, for channels `0 ..< vectorChannels` (a
+    /// multiple of 16), kernel rows `kyLo ..< kyHi` inside the image. The row runs in groups of
+    /// four pixels with each 16 channels' nine weights held in registers; the last group moves
+    /// left to end at the row's end (recomputing a few pixels, to the same floats), and groups
+    /// whose window leaves the image read zeros there, as the padding. Sums the taps in the order
+    /// `Depthwise`'s 8-float kernel does (bias, then kernel rows, then columns), so the two give
+    /// the same floats.
     ///
     /// - Parameters:
     ///   - input: the image's first pixel (channel offset applied).
-    ///   - out: the first group's first output pixel.
-    ///   - ix0, iy0: input column of the first pixel's window, input row of kernel row 0.
+    ///   - out: the row's first output pixel.
+    ///   - iy0: input row of kernel row 0.
     @inline(never)
-    public static func fourPixels3(
-        stride: Int, groups: Int, input: UnsafePointer<Float>, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-        out: UnsafeMutablePointer<Float>, ix0: Int, iy0: Int, kyLo: Int, kyHi: Int, width: Int, channelStride: Int,
-        channels: Int, vectorChannels: Int
+    public static func row3(
+        stride: Int, outWidth: Int, padLeft: Int, input: UnsafePointer<Float>, weights: UnsafePointer<Float>,
+        bias: UnsafePointer<Float>?, out: UnsafeMutablePointer<Float>, iy0: Int, kyLo: Int, kyHi: Int, width: Int,
+        channelStride: Int, channels: Int, vectorChannels: Int
     ) {
-        precondition(vectorChannels % 16 == 0 && vectorChannels <= channels && (stride == 1 || stride == 2))
-        for group in 0..<groups {
-            let gx = ix0 + group * 4 * stride, o = out + group * 4 * channelStride
-            if stride == 1 {
-                four(1, input, weights, bias, o, gx, iy0, kyLo, kyHi, width, channelStride, channels, vectorChannels)
-            } else {
-                four(2, input, weights, bias, o, gx, iy0, kyLo, kyHi, width, channelStride, channels, vectorChannels)
-            }
+        precondition(vectorChannels % 16 == 0 && vectorChannels <= channels && (stride == 1 || stride == 2) && outWidth >= 4)
+        precondition(kyLo >= 0 && kyHi <= 3)
+        if stride == 1 {
+            row(1, outWidth, padLeft, input, weights, bias, out, iy0, kyLo, kyHi, width, channelStride, channels, vectorChannels)
+        } else {
+            row(2, outWidth, padLeft, input, weights, bias, out, iy0, kyLo, kyHi, width, channelStride, channels, vectorChannels)
         }
     }
 
     @_transparent
-    static func four(
-        _ s: Int, _ input: UnsafePointer<Float>, _ weights: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
-        _ out: UnsafeMutablePointer<Float>, _ ix0: Int, _ iy0: Int, _ kyLo: Int, _ kyHi: Int, _ width: Int, _ cs: Int,
-        _ nc: Int, _ vectorChannels: Int
+    static func row(
+        _ s: Int, _ ow: Int, _ padLeft: Int, _ input: UnsafePointer<Float>, _ weights: UnsafePointer<Float>,
+        _ bias: UnsafePointer<Float>?, _ out: UnsafeMutablePointer<Float>, _ iy0: Int, _ kyLo: Int, _ kyHi: Int,
+        _ width: Int, _ cs: Int, _ nc: Int, _ vectorChannels: Int
     ) {
+        let last = 3 * s + 2  // the last input column a group of four reads, from its first
+        let (row0, row1, row2) = (kyLo == 0 && kyHi >= 1, kyLo <= 1 && kyHi >= 2, kyLo <= 2 && kyHi == 3)
         var c = 0
         while c < vectorChannels {
-            var a0 = SIMD16<Float>(repeating: 0)
-            if let bias { a0 = AVX512Tiles.load(bias + c) }
-            var (a1, a2, a3) = (a0, a0, a0)
-            for ky in kyLo..<kyHi {
-                let p = input + ((iy0 + ky) * width + ix0) * cs + c
-                let wp = weights + ky * 3 * nc + c
-                let w0 = AVX512Tiles.load(wp), w1 = AVX512Tiles.load(wp + nc), w2 = AVX512Tiles.load(wp + 2 * nc)
-                let x0 = AVX512Tiles.load(p), x1 = AVX512Tiles.load(p + cs), x2 = AVX512Tiles.load(p + 2 * cs)
-                let x3 = AVX512Tiles.load(p + 3 * cs), x4 = AVX512Tiles.load(p + 4 * cs)
-                if s == 1 {
-                    let x5 = AVX512Tiles.load(p + 5 * cs)
-                    a0.addProduct(w0, x0); a1.addProduct(w0, x1); a2.addProduct(w0, x2); a3.addProduct(w0, x3)
-                    a0.addProduct(w1, x1); a1.addProduct(w1, x2); a2.addProduct(w1, x3); a3.addProduct(w1, x4)
-                    a0.addProduct(w2, x2); a1.addProduct(w2, x3); a2.addProduct(w2, x4); a3.addProduct(w2, x5)
+            let w = weights + c
+            let w00 = AVX512Tiles.load(w), w01 = AVX512Tiles.load(w + nc), w02 = AVX512Tiles.load(w + 2 * nc)
+            let w10 = AVX512Tiles.load(w + 3 * nc), w11 = AVX512Tiles.load(w + 4 * nc), w12 = AVX512Tiles.load(w + 5 * nc)
+            let w20 = AVX512Tiles.load(w + 6 * nc), w21 = AVX512Tiles.load(w + 7 * nc), w22 = AVX512Tiles.load(w + 8 * nc)
+            let b = bias.map { AVX512Tiles.load($0 + c) } ?? SIMD16<Float>(repeating: 0)
+            var ox = 0
+            while true {
+                let start = min(ox, ow - 4)
+                let ix0 = start * s - padLeft
+                let p = input + ix0 * cs + c
+                var (a0, a1, a2, a3) = (b, b, b, b)
+                if ix0 >= 0 && ix0 + last < width {
+                    if row0 { taps(s, edge: false, p + (iy0 + 0) * width * cs, ix0, width, cs, w00, w01, w02, &a0, &a1, &a2, &a3) }
+                    if row1 { taps(s, edge: false, p + (iy0 + 1) * width * cs, ix0, width, cs, w10, w11, w12, &a0, &a1, &a2, &a3) }
+                    if row2 { taps(s, edge: false, p + (iy0 + 2) * width * cs, ix0, width, cs, w20, w21, w22, &a0, &a1, &a2, &a3) }
                 } else {
-                    let x5 = AVX512Tiles.load(p + 5 * cs), x6 = AVX512Tiles.load(p + 6 * cs)
-                    let x7 = AVX512Tiles.load(p + 7 * cs), x8 = AVX512Tiles.load(p + 8 * cs)
-                    a0.addProduct(w0, x0); a1.addProduct(w0, x2); a2.addProduct(w0, x4); a3.addProduct(w0, x6)
-                    a0.addProduct(w1, x1); a1.addProduct(w1, x3); a2.addProduct(w1, x5); a3.addProduct(w1, x7)
-                    a0.addProduct(w2, x2); a1.addProduct(w2, x4); a2.addProduct(w2, x6); a3.addProduct(w2, x8)
+                    if row0 { taps(s, edge: true, p + (iy0 + 0) * width * cs, ix0, width, cs, w00, w01, w02, &a0, &a1, &a2, &a3) }
+                    if row1 { taps(s, edge: true, p + (iy0 + 1) * width * cs, ix0, width, cs, w10, w11, w12, &a0, &a1, &a2, &a3) }
+                    if row2 { taps(s, edge: true, p + (iy0 + 2) * width * cs, ix0, width, cs, w20, w21, w22, &a0, &a1, &a2, &a3) }
                 }
+                let o = out + start * cs + c
+                store(a0, o)
+                store(a1, o + cs)
+                store(a2, o + 2 * cs)
+                store(a3, o + 3 * cs)
+                if start == ow - 4 { break }
+                ox += 4
             }
-            store(a0, out + c)
-            store(a1, out + cs + c)
-            store(a2, out + 2 * cs + c)
-            store(a3, out + 3 * cs + c)
             c += 16
         }
+    }
+
+    /// One kernel row's taps for four output pixels whose windows start at `q` (input column
+    /// `ix0`); with `edge`, columns outside `0 ..< width` read as zeros.
+    @_transparent
+    static func taps(
+        _ s: Int, edge: Bool, _ q: UnsafePointer<Float>, _ ix0: Int, _ width: Int, _ cs: Int,
+        _ w0: SIMD16<Float>, _ w1: SIMD16<Float>, _ w2: SIMD16<Float>,
+        _ a0: inout SIMD16<Float>, _ a1: inout SIMD16<Float>, _ a2: inout SIMD16<Float>, _ a3: inout SIMD16<Float>
+    ) {
+        let x0 = column(edge, q, 0, ix0, width, cs), x1 = column(edge, q, 1, ix0, width, cs), x2 = column(edge, q, 2, ix0, width, cs)
+        let x3 = column(edge, q, 3, ix0, width, cs), x4 = column(edge, q, 4, ix0, width, cs), x5 = column(edge, q, 5, ix0, width, cs)
+        if s == 1 {
+            a0.addProduct(w0, x0); a1.addProduct(w0, x1); a2.addProduct(w0, x2); a3.addProduct(w0, x3)
+            a0.addProduct(w1, x1); a1.addProduct(w1, x2); a2.addProduct(w1, x3); a3.addProduct(w1, x4)
+            a0.addProduct(w2, x2); a1.addProduct(w2, x3); a2.addProduct(w2, x4); a3.addProduct(w2, x5)
+        } else {
+            let x6 = column(edge, q, 6, ix0, width, cs), x7 = column(edge, q, 7, ix0, width, cs), x8 = column(edge, q, 8, ix0, width, cs)
+            a0.addProduct(w0, x0); a1.addProduct(w0, x2); a2.addProduct(w0, x4); a3.addProduct(w0, x6)
+            a0.addProduct(w1, x1); a1.addProduct(w1, x3); a2.addProduct(w1, x5); a3.addProduct(w1, x7)
+            a0.addProduct(w2, x2); a1.addProduct(w2, x4); a2.addProduct(w2, x6); a3.addProduct(w2, x8)
+        }
+    }
+
+    @_transparent
+    static func column(_ edge: Bool, _ q: UnsafePointer<Float>, _ j: Int, _ ix0: Int, _ width: Int, _ cs: Int) -> SIMD16<Float> {
+        if edge && (ix0 + j < 0 || ix0 + j >= width) { return SIMD16<Float>(repeating: 0) }
+        return AVX512Tiles.load(q + j * cs)
     }
 
     @_transparent
