@@ -84,8 +84,9 @@ public enum Depthwise {
     ///   - lanes: the channels to compute, numbered within the geometry's `channels` (all when
     ///     nil): threads may share channels instead. Ranges starting at a multiple of 16 give the
     ///     same floats as a whole pass.
-    ///   - kernel: nil for ``MicroKernel/preferred``. With ``MicroKernel/avx512``, 3x3 kernels at
-    ///     stride 1 or 2 run whole rows 16 channels a vector (`AVX512Depthwise`); the same floats.
+    ///   - kernel: nil for ``MicroKernel/preferred``. With ``MicroKernel/avx512``, square kernels 3,
+    ///     5 or 7 wide at stride 1 or 2 run whole rows 16 channels a vector (`AVX512Depthwise`);
+    ///     the same floats.
     public static func convolve(
         _ g: DepthwiseGeometry,
         input: UnsafePointer<Float>, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
@@ -99,8 +100,9 @@ public enum Depthwise {
         // From here on, pointers start at the first lane; the weights' tap stride stays `g.channels`.
         let weights = weights + lanes.lowerBound, bias = bias.map { $0 + lanes.lowerBound }
         let (oh, ow) = (g.outHeight, g.outWidth)
-        // Channels the AVX-512 kernel takes (whole rows of 3x3 kernels); the 8-float one the rest.
-        let wide = kernel == .avx512 && g.kernelWidth == 3 && g.kernelHeight == 3 && g.stride <= 2 && ow >= 4 ? nc & ~15 : 0
+        // Channels the AVX-512 kernel takes (whole rows of square kernels 3, 5 or 7 wide); the 8-float one the rest.
+        let square = g.kernelWidth == g.kernelHeight && [3, 5, 7].contains(g.kernelWidth)
+        let wide = kernel == .avx512 && square && g.stride <= 2 && ow >= 4 ? nc & ~15 : 0
         let cs = g.channelStride
         let rows = rows ?? 0..<g.batch * oh
         precondition(rows.lowerBound >= 0 && rows.upperBound <= g.batch * oh, "rows \(rows) of \(g.batch * oh)")
@@ -114,12 +116,17 @@ public enum Depthwise {
             let iy0 = oy * g.stride - g.padTop
             let kyLo = max(0, -iy0), kyHi = min(g.kernelHeight, g.height - iy0)
             let outRow = outImage + oy * ow * cs
-            if wide > 0 {
+            if wide > 0 && g.kernelWidth == 3 {
                 AVX512Depthwise.row3(
                     stride: g.stride, outWidth: ow, padLeft: g.padLeft, input: inImage, weights: weights, bias: bias, out: outRow,
                     iy0: iy0, kyLo: kyLo, kyHi: kyHi, width: g.width, channelStride: cs, channels: g.channels, vectorChannels: wide)
-                if wide == nc { continue }
+            } else if wide > 0 {
+                AVX512Depthwise.row(
+                    kernel: g.kernelWidth, stride: g.stride, outWidth: ow, padLeft: g.padLeft, input: inImage, weights: weights,
+                    bias: bias, out: outRow, iy0: iy0, kyLo: kyLo, kyHi: kyHi, width: g.width, channelStride: cs, channels: g.channels,
+                    vectorChannels: wide)
             }
+            if wide == nc { continue }
             var ox = 0
             while ox < interiorStart {
                 edgePixel(g, nc, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi, from: wide)
@@ -137,7 +144,7 @@ public enum Depthwise {
                 }
             } else {
                 while ox + 4 <= interiorEnd {
-                    fourPixels(g, nc, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi)
+                    fourPixels(g, nc, inImage, weights, bias, outRow, ox: ox, iy0: iy0, kyLo: kyLo, kyHi: kyHi, from: wide)
                     ox += 4
                 }
             }
@@ -207,26 +214,16 @@ public enum Depthwise {
         let out = outRow + ox * cs
         let vectorEnd = nc & ~7
         var c = from
-        // Two accumulators (even and odd kernel rows) halve the chain of dependent FMAs.
+        // The bias, then the taps row by row: the order of the four-pixel paths, AVX-512's included.
         while c < vectorEnd {
-            var acc = SIMD8<Float>(repeating: 0), odd = acc
+            var acc = SIMD8<Float>(repeating: 0)
             if let bias { acc = loadVector(bias + c) }
-            var ky = kyLo
-            while ky + 2 <= kyHi {
-                let row = inImage + ((iy0 + ky) * g.width + ix0) * cs + c, next = row + g.width * cs
-                let wrow = weights + ky * kw * wn + c, wnext = wrow + kw * wn
-                for kx in kxLo..<kxHi {
-                    acc.addProduct(loadVector(wrow + kx * wn), loadVector(row + kx * cs))
-                    odd.addProduct(loadVector(wnext + kx * wn), loadVector(next + kx * cs))
-                }
-                ky += 2
-            }
-            if ky < kyHi {
+            for ky in kyLo..<kyHi {
                 let row = inImage + ((iy0 + ky) * g.width + ix0) * cs + c
                 let wrow = weights + ky * kw * wn + c
                 for kx in kxLo..<kxHi { acc.addProduct(loadVector(wrow + kx * wn), loadVector(row + kx * cs)) }
             }
-            storeVector(acc + odd, out + c)
+            storeVector(acc, out + c)
             c += 8
         }
         scalarTail(g, nc, inImage, weights, bias, out, from: c, ix0: ix0, iy0: iy0, kyLo: kyLo, kyHi: kyHi, kxLo: kxLo, kxHi: kxHi)
@@ -236,14 +233,14 @@ public enum Depthwise {
     @inline(__always)
     private static func fourPixels(
         _ g: DepthwiseGeometry, _ nc: Int, _ inImage: UnsafePointer<Float>, _ weights: UnsafePointer<Float>,
-        _ bias: UnsafePointer<Float>?, _ outRow: UnsafeMutablePointer<Float>, ox: Int, iy0: Int, kyLo: Int, kyHi: Int
+        _ bias: UnsafePointer<Float>?, _ outRow: UnsafeMutablePointer<Float>, ox: Int, iy0: Int, kyLo: Int, kyHi: Int, from: Int
     ) {
         let cs = g.channelStride, wn = g.channels, kw = g.kernelWidth
         let step = g.stride * cs  // distance between the inputs of neighbouring output pixels
         let ix0 = ox * g.stride - g.padLeft
         let out = outRow + ox * cs
         let vectorEnd = nc & ~7
-        var c = 0
+        var c = from
         // 16 channels x 4 pixels: eight independent accumulators keep both FMA units busy.
         while c + 16 <= nc {
             var a0 = SIMD8<Float>(repeating: 0), b0 = SIMD8<Float>(repeating: 0)

@@ -271,8 +271,8 @@ public enum AVX512Tiles {
 
 /// Depthwise convolution at 16 floats a vector, for FERKernels' `Depthwise` (its layouts: NHWC
 /// activations with a channel stride, tap-major weights `weights[tap * channels + c]`). Only the
-/// hot part is here, whole output rows of 3x3 kernels; `Depthwise` does the channels past the
-/// last multiple of 16, and chooses this code where the CPU runs it.
+/// hot part is here, whole output rows of square kernels 3, 5 and 7 wide; `Depthwise` does the
+/// channels past the last multiple of 16, and chooses this code where the CPU runs it.
 public enum AVX512Depthwise {
     /// One output row of a 3x3 kernel at stride 1 or 2, for channels `0 ..< vectorChannels` (a
     /// multiple of 16), kernel rows `kyLo ..< kyHi` inside the image. The row runs in groups of
@@ -299,6 +299,73 @@ public enum AVX512Depthwise {
         } else {
             row(2, outWidth, padLeft, input, weights, bias, out, iy0, kyLo, kyHi, width, channelStride, channels, vectorChannels)
         }
+    }
+
+    /// ``row3(stride:outWidth:padLeft:input:weights:bias:out:iy0:kyLo:kyHi:width:channelStride:channels:vectorChannels:)``
+    /// for square kernels 5 or 7 wide (`kernel`), the weights read from L1 for each group.
+    @inline(never)
+    public static func row(
+        kernel: Int, stride: Int, outWidth: Int, padLeft: Int, input: UnsafePointer<Float>, weights: UnsafePointer<Float>,
+        bias: UnsafePointer<Float>?, out: UnsafeMutablePointer<Float>, iy0: Int, kyLo: Int, kyHi: Int, width: Int,
+        channelStride: Int, channels: Int, vectorChannels: Int
+    ) {
+        precondition(vectorChannels % 16 == 0 && vectorChannels <= channels && (stride == 1 || stride == 2) && outWidth >= 4)
+        precondition(kyLo >= 0 && kyHi <= kernel)
+        switch (kernel, stride) {
+        case (5, 1): rowOf(5, 1, outWidth, padLeft, input, weights, bias, out, iy0, kyLo, kyHi, width, channelStride, channels, vectorChannels)
+        case (5, 2): rowOf(5, 2, outWidth, padLeft, input, weights, bias, out, iy0, kyLo, kyHi, width, channelStride, channels, vectorChannels)
+        case (7, 1): rowOf(7, 1, outWidth, padLeft, input, weights, bias, out, iy0, kyLo, kyHi, width, channelStride, channels, vectorChannels)
+        case (7, 2): rowOf(7, 2, outWidth, padLeft, input, weights, bias, out, iy0, kyLo, kyHi, width, channelStride, channels, vectorChannels)
+        default: preconditionFailure("no AVX-512 row for kernel \(kernel) at stride \(stride)")
+        }
+    }
+
+    @_transparent
+    static func rowOf(
+        _ k: Int, _ s: Int, _ ow: Int, _ padLeft: Int, _ input: UnsafePointer<Float>, _ weights: UnsafePointer<Float>,
+        _ bias: UnsafePointer<Float>?, _ out: UnsafeMutablePointer<Float>, _ iy0: Int, _ kyLo: Int, _ kyHi: Int,
+        _ width: Int, _ cs: Int, _ nc: Int, _ vectorChannels: Int
+    ) {
+        let last = 3 * s + k - 1  // the last input column a group of four reads, from its first
+        var c = 0
+        while c < vectorChannels {
+            let b = bias.map { AVX512Tiles.load($0 + c) } ?? SIMD16<Float>(repeating: 0)
+            var ox = 0
+            while true {
+                let start = min(ox, ow - 4)
+                let ix0 = start * s - padLeft
+                let p = input + ix0 * cs + c
+                var (a0, a1, a2, a3) = (b, b, b, b)
+                for ky in kyLo..<kyHi {
+                    let q = p + (iy0 + ky) * width * cs, wr = weights + ky * k * nc + c
+                    if ix0 >= 0 && ix0 + last < width {
+                        for kx in 0..<k { tap(s, edge: false, q, kx, ix0, width, cs, AVX512Tiles.load(wr + kx * nc), &a0, &a1, &a2, &a3) }
+                    } else {
+                        for kx in 0..<k { tap(s, edge: true, q, kx, ix0, width, cs, AVX512Tiles.load(wr + kx * nc), &a0, &a1, &a2, &a3) }
+                    }
+                }
+                let o = out + start * cs + c
+                store(a0, o)
+                store(a1, o + cs)
+                store(a2, o + 2 * cs)
+                store(a3, o + 3 * cs)
+                if start == ow - 4 { break }
+                ox += 4
+            }
+            c += 16
+        }
+    }
+
+    /// Kernel column `kx`'s tap for four output pixels whose windows start at `q`.
+    @_transparent
+    static func tap(
+        _ s: Int, edge: Bool, _ q: UnsafePointer<Float>, _ kx: Int, _ ix0: Int, _ width: Int, _ cs: Int, _ w: SIMD16<Float>,
+        _ a0: inout SIMD16<Float>, _ a1: inout SIMD16<Float>, _ a2: inout SIMD16<Float>, _ a3: inout SIMD16<Float>
+    ) {
+        a0.addProduct(w, column(edge, q, kx, ix0, width, cs))
+        a1.addProduct(w, column(edge, q, s + kx, ix0, width, cs))
+        a2.addProduct(w, column(edge, q, 2 * s + kx, ix0, width, cs))
+        a3.addProduct(w, column(edge, q, 3 * s + kx, ix0, width, cs))
     }
 
     @_transparent
