@@ -157,11 +157,12 @@ public enum PackedGEMM {
         let blockRows = min(avx512BlockRows, max(tile, blockBytes / (4 * b.k) / tile * tile))
         let e = AVX512Tiles.Epilogue(bias: b.bias, slopes: b.slopes ?? b.bias, n: b.n, accumulate: accumulate,
                                      activation: epilogue.avx512)
-        withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: avx512BlockRows) { rows in
+        withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: avx512BlockRows + tile) { rows in
             let rows = rows.baseAddress!
             var i0 = 0
             while i0 < m {
-                let count = min(blockRows, m - i0)
+                // A last block under one tile joins the one before it (each block streams every panel once).
+                let count = m - i0 - blockRows < tile ? m - i0 : blockRows
                 for r in 0..<count { rows[r] = a + (i0 + r) * lda }
                 AVX512Tiles.run(rows: count, taps: 1, depth: b.k, pointers: rows, k: b.k, values: b.values, panels: panels,
                                 c: c + i0 * ldc, ldc: ldc, e)
