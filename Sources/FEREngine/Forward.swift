@@ -18,6 +18,8 @@ final class Workspace: TeamTask {
     let buffers: [UnsafeMutablePointer<Float>]
     /// Per-stage timing while set.
     var profile: StageProfile?
+    /// The sum of the weights read ahead of each step (``ExecutionPlan/Step/touchWeights()``), kept so the reads are.
+    var touched: Float = 0
     /// Threads sharing each pass: this one and, while it is in use, the team's helpers.
     var threads: Int { sharing ? team!.size : 1 }
     private var team: ThreadTeam?
@@ -93,6 +95,7 @@ extension ExecutionPlan {
         let profile = ws.profile
         profile?.start(self)
         for (index, step) in steps.enumerated() {
+            if index + 1 < steps.count { ws.touched += steps[index + 1].touchWeights() }
             if ws.threads > 1 && step.splits {
                 ws.share(step: index)
             } else {
@@ -361,6 +364,18 @@ extension ExecutionPlan {
 }
 
 extension ExecutionPlan.Step {
+    /// Reads this step's packed weights into the cache (``PackedWeights/touch()``); the pass does
+    /// it one step ahead, so they arrive while the step before runs.
+    func touchWeights() -> Float {
+        switch work {
+        case .convolution(let c):
+            if case .packed(let w, _, _) = c.gemm { return w.touch() }
+            return 0
+        case .attention(let a): return a.conv1.touch() + a.conv2.touch() + a.conv3.touch()
+        default: return 0
+        }
+    }
+
     /// Whether a team shares this step (the convolutions and coordinate attention, nearly all of a
     /// pass's time); the rest run on the calling thread.
     var splits: Bool {

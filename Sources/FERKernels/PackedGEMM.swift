@@ -54,6 +54,23 @@ public final class PackedWeights: @unchecked Sendable {
 
     deinit { storage.deallocate() }
 
+    /// Reads one float of every cache line of the packed values and returns their sum (which
+    /// keeps the reads): run just before the product that needs them, it brings them into the
+    /// cache with many reads in flight. A pass's weights outgrow L2, and the tiles, whose reads
+    /// wait behind their multiply-adds, otherwise stall on L3 each time a panel comes in
+    /// (LFNSB: 5% of a pass; docs/BENCHMARKS.md).
+    @inline(never)
+    public func touch() -> Float {
+        let p = UnsafeRawPointer(storage)
+        var sum: Float = 0
+        var offset = 0
+        while offset < byteCount {
+            sum += p.load(fromByteOffset: offset, as: Float.self)
+            offset += 64
+        }
+        return sum
+    }
+
     /// Bytes held.
     public let byteCount: Int
 }

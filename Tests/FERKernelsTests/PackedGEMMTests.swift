@@ -46,6 +46,15 @@ final class PackedGEMMTests: XCTestCase {
         }
     }
 
+    func testTouchReadsOneFloatOfEveryCacheLine() {
+        // Every packed float 1 (32 columns: no padding; bias and slopes 1): the sum counts the lines read.
+        let (k, n) = (37, 32)
+        let ones = [Float](repeating: 1, count: k * n)
+        let packed = PackedWeights(b: ones, k: k, n: n, ldb: n, bias: ones, slopes: ones)
+        XCTAssertEqual(packed.byteCount, (k * n + 2 * n) * 4)
+        XCTAssertEqual(packed.touch(), Float((packed.byteCount + 63) / 64))
+    }
+
     func testEveryKernelGivesTheSameFloats() {
         // The tiles sum the same products in the same order: a model's outputs do not depend on the CPU.
         var rng = SeededGenerator(seed: 23)
