@@ -95,7 +95,10 @@ extension ExecutionPlan {
         let profile = ws.profile
         profile?.start(self)
         for (index, step) in steps.enumerated() {
-            if index + 1 < steps.count { ws.touched += steps[index + 1].touchWeights() }
+            if index + 1 < steps.count {
+                ws.touched += steps[index + 1].touchWeights()
+                profile?.markReadAhead()
+            }
             if ws.threads > 1 && step.splits {
                 ws.share(step: index)
             } else {

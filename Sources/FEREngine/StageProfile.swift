@@ -31,6 +31,10 @@ public final class StageProfile: @unchecked Sendable {
     private var calls: [Int] = []
     private var macs: [Int] = []
     private var last: UInt64 = 0
+    /// Time spent reading the next step's weights into the cache (``ExecutionPlan/Step/touchWeights()``), and the passes.
+    private var aheadNanoseconds: UInt64 = 0, aheadPasses = 0
+    /// The operation of the row that holds the time spent reading weights ahead.
+    public static let readAhead = "weights read into the cache ahead"
 
     public init() {}
 
@@ -45,7 +49,9 @@ public final class StageProfile: @unchecked Sendable {
             rows[key] = Entry(stage: label.stage, operation: label.operation, nanoseconds: (before?.nanoseconds ?? 0) + nanoseconds[i],
                               calls: max(before?.calls ?? 0, calls[i]), multiplyAccumulates: (before?.multiplyAccumulates ?? 0) + macs[i])
         }
-        return order.map { rows[$0]! }
+        let ahead = aheadNanoseconds > 0 ? [Entry(stage: "every step", operation: Self.readAhead, nanoseconds: aheadNanoseconds,
+                                                  calls: aheadPasses, multiplyAccumulates: 0)] : []
+        return order.map { rows[$0]! } + ahead
     }
 
     /// Forgets everything recorded so far.
@@ -55,6 +61,8 @@ public final class StageProfile: @unchecked Sendable {
         nanoseconds.removeAll()
         calls.removeAll()
         macs.removeAll()
+        aheadNanoseconds = 0
+        aheadPasses = 0
     }
 
     /// Starts a pass of `plan` (a different plan than the last starts the record afresh).
@@ -65,8 +73,18 @@ public final class StageProfile: @unchecked Sendable {
             nanoseconds = Array(repeating: 0, count: labels.count)
             calls = Array(repeating: 0, count: labels.count)
             macs = Array(repeating: 0, count: labels.count)
+            aheadNanoseconds = 0
+            aheadPasses = 0
         }
+        aheadPasses += 1
         last = DispatchTime.now().uptimeNanoseconds
+    }
+
+    /// Charges the time since the previous mark to reading weights ahead.
+    func markReadAhead() {
+        let now = DispatchTime.now().uptimeNanoseconds
+        aheadNanoseconds += now - last
+        last = now
     }
 
     /// Charges the time since the previous mark to step `index`, which ran `images` images.

@@ -30,7 +30,8 @@ final class PlanCommandTests: XCTestCase {
         let pairs = rows.map { "\($0["stage"] as? String ?? "") | \($0["operation"] as? String ?? "")" }
         XCTAssertFalse(pairs.contains { $0.contains("feature map copy") }, "\(pairs)")
         for expected in ["features.0 | 3x3 conv s2 (direct)", "features.3 | 1x1 packed GEMM + PReLU", "features.3 | attention gates",
-                         "sb | 1x1 packed GEMM + ReLU", "sb | Conv1d across channels", "fc | linear", "fc | softmax"] {
+                         "sb | 1x1 packed GEMM + ReLU", "sb | Conv1d across channels", "fc | linear", "fc | softmax",
+                         "every step | weights read into the cache ahead"] {
             XCTAssertTrue(pairs.contains(expected), "\(expected) not in \(pairs)")
         }
         // Arithmetic per row and per pass: LFNSB's convolutions, depthwise taps and attention
