@@ -339,9 +339,9 @@ public enum AVX512Depthwise {
                 for ky in kyLo..<kyHi {
                     let q = p + (iy0 + ky) * width * cs, wr = weights + ky * k * nc + c
                     if ix0 >= 0 && ix0 + last < width {
-                        for kx in 0..<k { tap(s, edge: false, q, kx, ix0, width, cs, AVX512Tiles.load(wr + kx * nc), &a0, &a1, &a2, &a3) }
+                        kernelRow(k, s, edge: false, q, wr, ix0, width, cs, nc, &a0, &a1, &a2, &a3)
                     } else {
-                        for kx in 0..<k { tap(s, edge: true, q, kx, ix0, width, cs, AVX512Tiles.load(wr + kx * nc), &a0, &a1, &a2, &a3) }
+                        kernelRow(k, s, edge: true, q, wr, ix0, width, cs, nc, &a0, &a1, &a2, &a3)
                     }
                 }
                 let o = out + start * cs + c
@@ -353,6 +353,24 @@ public enum AVX512Depthwise {
                 ox += 4
             }
             c += 16
+        }
+    }
+
+    /// One kernel row (`k` = 5 or 7 taps, unrolled: a loop over them was left rolled, each input
+    /// column loaded once per tap) for four output pixels whose windows start at `q`.
+    @_transparent
+    static func kernelRow(
+        _ k: Int, _ s: Int, edge: Bool, _ q: UnsafePointer<Float>, _ wr: UnsafePointer<Float>, _ ix0: Int, _ width: Int, _ cs: Int,
+        _ nc: Int, _ a0: inout SIMD16<Float>, _ a1: inout SIMD16<Float>, _ a2: inout SIMD16<Float>, _ a3: inout SIMD16<Float>
+    ) {
+        tap(s, edge: edge, q, 0, ix0, width, cs, AVX512Tiles.load(wr), &a0, &a1, &a2, &a3)
+        tap(s, edge: edge, q, 1, ix0, width, cs, AVX512Tiles.load(wr + nc), &a0, &a1, &a2, &a3)
+        tap(s, edge: edge, q, 2, ix0, width, cs, AVX512Tiles.load(wr + 2 * nc), &a0, &a1, &a2, &a3)
+        tap(s, edge: edge, q, 3, ix0, width, cs, AVX512Tiles.load(wr + 3 * nc), &a0, &a1, &a2, &a3)
+        tap(s, edge: edge, q, 4, ix0, width, cs, AVX512Tiles.load(wr + 4 * nc), &a0, &a1, &a2, &a3)
+        if k == 7 {
+            tap(s, edge: edge, q, 5, ix0, width, cs, AVX512Tiles.load(wr + 5 * nc), &a0, &a1, &a2, &a3)
+            tap(s, edge: edge, q, 6, ix0, width, cs, AVX512Tiles.load(wr + 6 * nc), &a0, &a1, &a2, &a3)
         }
     }
 
@@ -432,10 +450,15 @@ public enum AVX512Depthwise {
         }
     }
 
+    /// Input column `j` of a window starting at `q` (input column `ix0`); with `edge`, zeros
+    /// outside `0 ..< width`, without branches: a column outside reads the row's first pixel
+    /// (always inside) and the value is replaced.
     @_transparent
     static func column(_ edge: Bool, _ q: UnsafePointer<Float>, _ j: Int, _ ix0: Int, _ width: Int, _ cs: Int) -> SIMD16<Float> {
-        if edge && (ix0 + j < 0 || ix0 + j >= width) { return SIMD16<Float>(repeating: 0) }
-        return AVX512Tiles.load(q + j * cs)
+        if !edge { return AVX512Tiles.load(q + j * cs) }
+        let inside = UInt(bitPattern: ix0 + j) < UInt(width)
+        let v = AVX512Tiles.load(inside ? q + j * cs : q - ix0 * cs)
+        return inside ? v : SIMD16<Float>(repeating: 0)
     }
 
     @_transparent
