@@ -35,6 +35,16 @@ public enum ChannelOrder {
     ) {
         for b in 0..<batch {
             let image = src + b * channels * positions, out = dst + b * channels * positions
+            if channels == 3 {
+                // Every model input: three planes, read in order (the general loop below took 1% of a pass).
+                let (red, green, blue) = (image, image + positions, image + 2 * positions)
+                for p in 0..<positions {
+                    out[3 * p] = red[p]
+                    out[3 * p + 1] = green[p]
+                    out[3 * p + 2] = blue[p]
+                }
+                continue
+            }
             for p in 0..<positions {
                 for c in 0..<channels { out[p * channels + c] = image[c * positions + p] }
             }

@@ -21,6 +21,25 @@ final class ChannelsLastTests: XCTestCase {
         XCTAssertEqual(batch.slice(1), last)
     }
 
+    func testChannelOrderMovesEveryValueBothWaysForThreeChannelsAndOthers() {
+        for channels in [1, 2, 3, 5] {
+            let (batch, positions) = (2, 7)
+            let count = batch * channels * positions
+            let first = (0..<count).map(Float.init)
+            var last = [Float](repeating: -1, count: count), back = last
+            ChannelOrder.toChannelsLast(first, &last, batch: batch, channels: channels, positions: positions)
+            for b in 0..<batch {
+                for c in 0..<channels {
+                    for p in 0..<positions {
+                        XCTAssertEqual(last[(b * positions + p) * channels + c], first[(b * channels + c) * positions + p], "\(channels) channels")
+                    }
+                }
+            }
+            ChannelOrder.toChannelsFirst(last, &back, batch: batch, channels: channels, positions: positions)
+            XCTAssertEqual(back, first, "\(channels) channels")
+        }
+    }
+
     func testTheInputShapeCheckKnowsBothLayouts() {
         XCTAssertEqual(ModelInput.batchCount(of: [5, 3, 112, 112]), 5)
         XCTAssertEqual(ModelInput.batchCount(of: [3, 112, 112]), 1)
