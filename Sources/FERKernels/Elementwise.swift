@@ -1,3 +1,4 @@
+import FERKernelsAVX512
 import Foundation
 
 /// The activation applied after a bias add.
@@ -81,6 +82,10 @@ public enum Elementwise {
                 }
             case .sigmoid:
                 var c = 0
+                if bias == nil && MicroKernel.preferred == .avx512 {
+                    c = vectorEnd & ~15  // the same floats 16 at a time
+                    AVX512Elementwise.sigmoid(row, count: c)
+                }
                 let one = SIMD8<Float>(repeating: 1)
                 while c < vectorEnd {
                     var v = loadVector(row + c)

@@ -466,3 +466,63 @@ public enum AVX512Depthwise {
         UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self)
     }
 }
+
+/// Elementwise passes at 16 floats a vector, for FERKernels' `Elementwise` and `CoordinatePooling`
+/// where the CPU runs them: the same operations in the same order, lane for lane, as their
+/// 8-float loops, so the same floats.
+public enum AVX512Elementwise {
+    /// `x[i] = 1 / (1 + e^-x[i])` for `i < count` (a multiple of 16), in place, with
+    /// FERKernels' `Elementwise.exponential` at 16 floats.
+    @inline(never)
+    public static func sigmoid(_ x: UnsafeMutablePointer<Float>, count: Int) {
+        precondition(count % 16 == 0)
+        let one = SIMD16<Float>(repeating: 1)
+        var i = 0
+        while i < count {
+            let v = AVX512Tiles.load(x + i)
+            AVX512Depthwise.store(one / (one + exponential(-v)), x + i)
+            i += 16
+        }
+    }
+
+    /// `Elementwise.exponential`, 16 floats: range reduction by ln 2, a degree-5 polynomial,
+    /// the power of two built in the exponent bits.
+    @_transparent
+    static func exponential(_ x: SIMD16<Float>) -> SIMD16<Float> {
+        var x = x
+        x.replace(with: -87.3, where: x .< -87.3)
+        x.replace(with: 88.3, where: x .> 88.3)
+        let magic = SIMD16<Float>(repeating: 12_582_912)
+        let shifted = x * 1.44269504088896341 + magic
+        let n = shifted - magic
+        var r = x - n * 0.693359375
+        r = r - n * -2.12194440e-4
+        var p = SIMD16<Float>(repeating: 1.9875691500e-4)
+        p = p * r + 1.3981999507e-3
+        p = p * r + 8.3334519073e-3
+        p = p * r + 4.1665795894e-2
+        p = p * r + 1.6666665459e-1
+        p = p * r + 5.0000001201e-1
+        let e = p * r * r + r + 1
+        let exponentBits = (unsafeBitCast(shifted, to: SIMD16<Int32>.self) &- 0x4B40_0000 &+ 127) &<< 23
+        return e * unsafeBitCast(exponentBits, to: SIMD16<Float>.self)
+    }
+
+    /// One image row of coordinate attention's gating: `row[x, c] *= rowGate[c] * columnGates[x, c]`
+    /// for `x < width`, `c < vectorChannels` (a multiple of 16); pixels `channels` apart.
+    @inline(never)
+    public static func gateRow(
+        _ row: UnsafeMutablePointer<Float>, width: Int, channels: Int, vectorChannels: Int,
+        rowGate: UnsafePointer<Float>, columnGates: UnsafePointer<Float>
+    ) {
+        precondition(vectorChannels % 16 == 0 && vectorChannels <= channels)
+        for x in 0..<width {
+            let px = row + x * channels, k = columnGates + x * channels
+            var c = 0
+            while c < vectorChannels {
+                AVX512Depthwise.store(AVX512Tiles.load(px + c) * (AVX512Tiles.load(rowGate + c) * AVX512Tiles.load(k + c)), px + c)
+                c += 16
+            }
+        }
+    }
+}

@@ -76,6 +76,22 @@ final class ElementwiseTests: XCTestCase {
         }
     }
 
+    func testSigmoidIsThePolynomialOnVectorsAndExpfOnTheTailAtAnyVectorWidth() {
+        // 45 columns: 16-float vectors (on AVX-512), an 8-float one, a scalar tail; every value
+        // must be what the 8-float loop gives, bit for bit.
+        let (rows, cols) = (3, 45)
+        let values: [Float] = (0..<rows * cols).map { Float($0 % 29) * 0.7 - 10 }
+        var x = values
+        Elementwise.biasActivation(&x, rows: rows, cols: cols, ld: cols, bias: nil, activation: .sigmoid)
+        for r in 0..<rows {
+            for c in 0..<cols {
+                let v = values[r * cols + c]
+                let expected = c < cols & ~7 ? (1 / (1 + Elementwise.exponential(SIMD8(repeating: -v))))[0] : 1 / (1 + expf(-v))
+                XCTAssertEqual(x[r * cols + c].bitPattern, expected.bitPattern, "row \(r) column \(c)")
+            }
+        }
+    }
+
     func testSoftmaxAndL2Normalisation() {
         var x: [Float] = [1, 2, 3, 1000, 1000, 1000]
         Elementwise.softmax(&x, rows: 2, cols: 3)
@@ -142,6 +158,22 @@ final class CoordinatePoolingTests: XCTestCase {
             }
             XCTAssertEqual(fed, fast, "\(h)x\(w)x\(c) fed in runs of rows")
         }
+    }
+
+    /// Every gated value is `x * (rowGate * columnGate)`, exactly, whatever the vector width
+    /// (37 channels: 16-float vectors on AVX-512, an 8-float one, a scalar tail).
+    func testGatingIsTheProductOfBothGatesOnEveryChannel() {
+        var rng = SeededGenerator(seed: 41)
+        let (batch, h, w, c) = (2, 3, 5, 37)
+        let x = (0..<batch * h * w * c).map { _ in rng.nextFloat() }
+        let gates = (0..<batch * (h + w) * c).map { _ in rng.nextFloat() }
+        var gated = x
+        CoordinatePooling.gate(&gated, batch: batch, height: h, width: w, channels: c, gates: gates)
+        for n in 0..<batch { for y in 0..<h { for xx in 0..<w { for ch in 0..<c {
+            let i = ((n * h + y) * w + xx) * c + ch
+            let (r, k) = (gates[(n * (h + w) + y) * c + ch], gates[(n * (h + w) + h + xx) * c + ch])
+            XCTAssertEqual(gated[i], x[i] * (r * k), "image \(n) row \(y) column \(xx) channel \(ch)")
+        } } } }
     }
 
     /// Gating by rows over the batch, in ranges, equals gating everything at once.
