@@ -344,11 +344,7 @@ public enum AVX512Depthwise {
                         kernelRow(k, s, edge: true, q, wr, ix0, width, cs, nc, &a0, &a1, &a2, &a3)
                     }
                 }
-                let o = out + start * cs + c
-                store(a0, o)
-                store(a1, o + cs)
-                store(a2, o + 2 * cs)
-                store(a3, o + 3 * cs)
+                storeFour(a0, a1, a2, a3, out + start * cs + c, cs)
                 if start == ow - 4 { break }
                 ox += 4
             }
@@ -416,11 +412,7 @@ public enum AVX512Depthwise {
                     if row1 { taps(s, edge: true, p + (iy0 + 1) * width * cs, ix0, width, cs, w10, w11, w12, &a0, &a1, &a2, &a3) }
                     if row2 { taps(s, edge: true, p + (iy0 + 2) * width * cs, ix0, width, cs, w20, w21, w22, &a0, &a1, &a2, &a3) }
                 }
-                let o = out + start * cs + c
-                store(a0, o)
-                store(a1, o + cs)
-                store(a2, o + 2 * cs)
-                store(a3, o + 3 * cs)
+                storeFour(a0, a1, a2, a3, out + start * cs + c, cs)
                 if start == ow - 4 { break }
                 ox += 4
             }
@@ -459,6 +451,17 @@ public enum AVX512Depthwise {
         let inside = UInt(bitPattern: ix0 + j) < UInt(width)
         let v = AVX512Tiles.load(inside ? q + j * cs : q - ix0 * cs)
         return inside ? v : SIMD16<Float>(repeating: 0)
+    }
+
+    /// Four output pixels' vectors, `cs` floats apart.
+    @_transparent
+    static func storeFour(
+        _ a0: SIMD16<Float>, _ a1: SIMD16<Float>, _ a2: SIMD16<Float>, _ a3: SIMD16<Float>, _ o: UnsafeMutablePointer<Float>, _ cs: Int
+    ) {
+        store(a0, o)
+        store(a1, o + cs)
+        store(a2, o + 2 * cs)
+        store(a3, o + 3 * cs)
     }
 
     @_transparent
