@@ -267,7 +267,9 @@ final class ExecutionPlan: @unchecked Sendable {
                 output = ActivationShape(height: x.height + x.width, width: 1, channels: x.channels)
                 // A pooled tensor nothing has written yet (so none of the steps reads it) is
                 // filled by the depthwise steps that wrote the input, as they go.
-                if shapes[op.output] == nil, let writers = Self.depthwiseWriters(of: op.inputs[0], channels: x.channels, in: steps) {
+                // Nothing before those steps may have written the input (it would have to be pooled too).
+                if shapes[op.output] == nil, let writers = Self.depthwiseWriters(of: op.inputs[0], channels: x.channels, in: steps),
+                   first[op.inputs[0]] == writers.last! {
                     for w in writers {
                         guard case .depthwise(var d) = steps[w].work else { continue }
                         d.pool = op.output
@@ -276,7 +278,7 @@ final class ExecutionPlan: @unchecked Sendable {
                                         reports: s.reports)
                     }
                     // The pooled tensor is written from the first of them on.
-                    first[op.output] = min(first[op.output], writers.min()!)
+                    first[op.output] = writers.last!
                     work = .pooledByDepthwise(op.inputs[0])
                     label = "coordinate pooling (in depthwise)"
                 } else {
@@ -408,9 +410,9 @@ final class ExecutionPlan: @unchecked Sendable {
         self.steps = steps
     }
 
-    /// The steps just before the end of `steps` that write `tensor` by depthwise convolutions,
-    /// when together they write each of its `channels` exactly once and nothing else wrote it:
-    /// the mixed depthwise layer a coordinate pooling follows. Nil otherwise.
+    /// The steps at the end of `steps` that write `tensor` by depthwise convolutions, last first,
+    /// when together they write each of its `channels` exactly once: the mixed depthwise layer a
+    /// coordinate pooling follows. Nil otherwise.
     private static func depthwiseWriters(of tensor: Int, channels: Int, in steps: [Step]) -> [Int]? {
         var writers: [Int] = [], ranges: [Range<Int>] = []
         var i = steps.count - 1
@@ -419,8 +421,6 @@ final class ExecutionPlan: @unchecked Sendable {
             ranges.append(d.geometry.channelOffset..<d.geometry.channelOffset + d.geometry.channels)
             i -= 1
         }
-        // Anything earlier that wrote the tensor would have to be pooled too.
-        if i >= 0 && steps[0...i].contains(where: { $0.output == tensor }) { return nil }
         var next = 0
         for r in ranges.sorted(by: { $0.lowerBound < $1.lowerBound }) {
             guard r.lowerBound == next else { return nil }

@@ -182,10 +182,8 @@ extension ExecutionPlan {
             // A few rows at a time, each chunk's activation applied while it is still in L1.
             let chunk = max(1, Self.activationChunkFloats / (o.width * o.channels))
             for first in stride(from: rows.lowerBound, to: rows.upperBound, by: chunk) {
-                let chunkRows = first..<min(rows.upperBound, first + chunk)
-                Depthwise.convolve(g, input: ws.tensor(d.input), weights: d.weight, bias: d.bias, output: out, rows: chunkRows)
-                Elementwise.biasActivation(out + first * o.width * o.channels + g.channelOffset, rows: chunkRows.count * o.width,
-                                           cols: g.channels, ld: o.channels, bias: nil, activation: d.activation)
+                depthwiseRows(d, g, input: ws.tensor(d.input), output: out, o, rows: first..<min(rows.upperBound, first + chunk),
+                              lanes: 0..<g.channels)
             }
         case .add(let a, let b):
             let count = n * o.count
@@ -283,23 +281,29 @@ extension ExecutionPlan {
         _ o: ActivationShape, pooled: UnsafeMutablePointer<Float>, lanes: Range<Int>
     ) {
         guard !lanes.isEmpty else { return }
-        let activation = d.activation.channels(from: lanes.lowerBound)
         let absolute = g.channelOffset + lanes.lowerBound..<g.channelOffset + lanes.upperBound
         let chunk = max(1, Self.activationChunkFloats / (o.width * o.channels))
         for b in 0..<g.batch {
-            let image = output + b * o.count
             for first in stride(from: 0, to: o.height, by: chunk) {
                 let lines = first..<min(o.height, first + chunk)
-                let rows = b * o.height + lines.lowerBound..<b * o.height + lines.upperBound
-                Depthwise.convolve(g, input: input, weights: d.weight, bias: d.bias, output: output, rows: rows, lanes: lanes)
-                if case .identity = activation {} else {
-                    Elementwise.biasActivation(image + first * o.width * o.channels + absolute.lowerBound, rows: lines.count * o.width,
-                                               cols: lanes.count, ld: o.channels, bias: nil, activation: activation)
-                }
-                CoordinatePooling.accumulate(image: image, height: o.height, width: o.width, channels: o.channels,
+                depthwiseRows(d, g, input: input, output: output, o, rows: b * o.height + first..<b * o.height + lines.upperBound, lanes: lanes)
+                CoordinatePooling.accumulate(image: output + b * o.count, height: o.height, width: o.width, channels: o.channels,
                                              pooled: pooled + b * (o.height + o.width) * o.channels, lines: lines, lanes: absolute)
             }
         }
+    }
+
+    /// Output rows `rows` (numbered over the batch) of a depthwise step for its channels
+    /// `lanes`, then its activation over them while they are in L1.
+    private func depthwiseRows(
+        _ d: DepthwiseStep, _ g: DepthwiseGeometry, input: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>,
+        _ o: ActivationShape, rows: Range<Int>, lanes: Range<Int>
+    ) {
+        Depthwise.convolve(g, input: input, weights: d.weight, bias: d.bias, output: output, rows: rows, lanes: lanes)
+        if case .identity = d.activation { return }
+        Elementwise.biasActivation(output + rows.lowerBound * o.width * o.channels + g.channelOffset + lanes.lowerBound,
+                                   rows: rows.count * o.width, cols: lanes.count, ld: o.channels, bias: nil,
+                                   activation: d.activation.channels(from: lanes.lowerBound))
     }
 
     /// Turns pooled rows and columns `(batch, h + w, c)` into gates: conv1 + h_swish, then conv2 +

@@ -101,7 +101,7 @@ public enum Depthwise {
         let weights = weights + lanes.lowerBound, bias = bias.map { $0 + lanes.lowerBound }
         let (oh, ow) = (g.outHeight, g.outWidth)
         // Channels the AVX-512 kernel takes (whole rows of square kernels 3, 5 or 7 wide); the 8-float one the rest.
-        let square = g.kernelWidth == g.kernelHeight && [3, 5, 7].contains(g.kernelWidth)
+        let square = g.kernelWidth == g.kernelHeight && (g.kernelWidth == 3 || g.kernelWidth == 5 || g.kernelWidth == 7)
         let wide = kernel == .avx512 && square && g.stride <= 2 && ow >= 4 ? nc & ~15 : 0
         let cs = g.channelStride
         let rows = rows ?? 0..<g.batch * oh
