@@ -82,6 +82,9 @@ final class ExecutionPlan: @unchecked Sendable {
         /// ``PackedGEMM`` on weights packed at load, bias and `epilogue` applied in its epilogue;
         /// `activation`, when not nil, runs as a second pass (h_swish, sigmoid).
         case packed(PackedWeights, epilogue: PackedEpilogue, activation: Activation?)
+        /// ``Winograd`` F(4x4, 3x3) on weights transformed at load (3x3 convolutions at stride 1
+        /// where ``Winograd/pays(_:)``), bias and `epilogue` applied by its output transform.
+        case winograd(WinogradWeights, epilogue: PackedEpilogue)
     }
     struct DepthwiseStep {
         let input: Int, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, activation: Activation
@@ -182,8 +185,6 @@ final class ExecutionPlan: @unchecked Sendable {
                         geometry = try ConvolutionGeometry(batch: 1, height: x.height, width: x.width, inputChannels: x.channels,
                                                            outputChannels: cout, kernel: c.kernel, stride: c.stride, padding: c.padding)
                     } catch { throw fail(index, error.description) }
-                    scratchSizes.append((DenseConvolution.scratchCount(geometry!), index))
-                    scratch = scratchSizes.count - 1
                 }
                 let bias = try c.bias.map { try weight($0, [cout]) }
                 let act = try activation(c.activation, slope: c.slope, channels: cout)
@@ -200,10 +201,20 @@ final class ExecutionPlan: @unchecked Sendable {
                     var slopes: UnsafePointer<Float>? = nil
                     if case .prelu(let s) = act { slopes = s }
                     let key = [c.weight, c.bias ?? "", c.slope ?? "", "\(inner)x\(cout)"].joined(separator: "\u{1}")
-                    let packed = packing.packed(key) {
-                        PackedWeights(b: w, k: inner, n: cout, ldb: cout, bias: bias, slopes: slopes)
+                    if let g = geometry, after == nil, Winograd.pays(g) {
+                        gemm = .winograd(packing.packed(key + "\u{1}winograd") {
+                            WinogradWeights(weight: w, inputChannels: x.channels, outputChannels: cout, bias: bias, slopes: slopes)
+                        }, epilogue: epilogue)
+                    } else {
+                        gemm = .packed(packing.packed(key) {
+                            PackedWeights(b: w, k: inner, n: cout, ldb: cout, bias: bias, slopes: slopes)
+                        }, epilogue: epilogue, activation: after)
                     }
-                    gemm = .packed(packed, epilogue: epilogue, activation: after)
+                }
+                if let g = geometry {
+                    if case .winograd = gemm { scratchSizes.append((Winograd.scratchCount(g), index)) }
+                    else { scratchSizes.append((DenseConvolution.scratchCount(g), index)) }
+                    scratch = scratchSizes.count - 1
                 }
                 work = .convolution(ConvolutionStep(
                     input: op.inputs[0], weight: w, bias: bias, activation: act,
@@ -211,7 +222,9 @@ final class ExecutionPlan: @unchecked Sendable {
                     gemm: gemm, geometry: geometry))
                 let product: String
                 if case .packed = gemm { product = "packed GEMM" } else { product = "GEMM" }
-                label = (direct ? "\(c.kernel)x\(c.kernel) conv" + (c.stride > 1 ? " s\(c.stride)" : "") + " (direct)" : (x.height * x.width == 1 ? "linear" : "1x1 \(product)"))
+                let method: String
+                if case .winograd = gemm { method = "Winograd" } else { method = "direct" }
+                label = (direct ? "\(c.kernel)x\(c.kernel) conv" + (c.stride > 1 ? " s\(c.stride)" : "") + " (\(method))" : (x.height * x.width == 1 ? "linear" : "1x1 \(product)"))
                     + Self.suffix(c.activation)
                 if c.accumulate { label += " + residual" }
                 if c.accumulate && shapes[op.output] == nil { throw fail(index, "accumulates into tensor \(op.output) before anything writes it") }

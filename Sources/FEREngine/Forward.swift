@@ -162,6 +162,10 @@ extension ExecutionPlan {
                                                    bias: nil, activation: after)
                     }
                 }
+            case .winograd(let weights, let epilogue):
+                let g = c.geometry!.withBatch(n)
+                Winograd.convolve(g, input: a, weights: weights, output: out, accumulate: c.accumulate, epilogue: epilogue,
+                                  scratch: ws.scratch(step, member: part), tiles: share(Winograd.tileCount(g), part: part, of: parts))
             case .blas:
                 GEMM.multiply(m: rows, n: c.cout, k: k, a: a, lda: k, b: c.weight, ldb: c.cout, c: out, ldc: c.cout, accumulate: c.accumulate)
                 Elementwise.biasActivation(out, rows: rows, cols: c.cout, ld: c.cout, bias: c.bias, activation: c.activation)
@@ -376,8 +380,11 @@ extension ExecutionPlan.Step {
     func touchWeights() -> Float {
         switch work {
         case .convolution(let c):
-            if case .packed(let w, _, _) = c.gemm { return w.touch() }
-            return 0
+            switch c.gemm {
+            case .packed(let w, _, _): return w.touch()
+            case .winograd(let w, _): return w.touch()
+            case .blas: return 0
+            }
         case .attention(let a): return a.conv1.touch() + a.conv2.touch() + a.conv3.touch()
         default: return 0
         }
@@ -388,8 +395,8 @@ extension ExecutionPlan.Step {
     var splits: Bool {
         switch work {
         case .convolution(let c):
-            if case .packed = c.gemm { return true }
-            return false
+            if case .blas = c.gemm { return false }
+            return true
         case .depthwise, .coordinatePool, .attention, .gate: return true
         default: return false
         }

@@ -1,19 +1,29 @@
 import FERKernels
 import Foundation
 
-/// The packed copies of a model's convolution weights (``PackedWeights``), made once, the first
-/// time a plan asks for them, and shared by every plan of the model (one per input size).
+/// A copy of a convolution's weights in a kernel's layout.
+protocol PackedCopy: AnyObject {
+    /// Bytes held.
+    var byteCount: Int { get }
+}
+
+extension PackedWeights: PackedCopy {}
+extension WinogradWeights: PackedCopy {}
+
+/// The packed copies of a model's convolution weights (``PackedWeights``, ``WinogradWeights``),
+/// made once, the first time a plan asks for them, and shared by every plan of the model (one per
+/// input size).
 final class WeightPacking: @unchecked Sendable {
     // @unchecked: `packed` is only touched under `lock`.
     private let lock = NSLock()
-    private var packed: [String: PackedWeights] = [:]
+    private var packed: [String: any PackedCopy] = [:]
 
-    /// The weights packed under `key` (the names of the weight, bias and slopes), packing them with
-    /// `make` the first time.
-    func packed(_ key: String, _ make: () -> PackedWeights) -> PackedWeights {
+    /// The weights packed under `key` (the names of the weight, bias and slopes, and the layout),
+    /// packing them with `make` the first time. One key always holds one type of copy.
+    func packed<Copy: PackedCopy>(_ key: String, _ make: () -> Copy) -> Copy {
         lock.lock()
         defer { lock.unlock() }
-        if let p = packed[key] { return p }
+        if let p = packed[key] { return p as! Copy }
         let p = make()
         packed[key] = p
         return p

@@ -160,11 +160,15 @@ final class PlanTests: XCTestCase {
         XCTAssertEqual(labels.filter { $0 == "coordinate pooling (in depthwise)" }.count, 34, "\(labels)")
         XCTAssertFalse(labels.contains("coordinate pooling"), "\(labels)")
         XCTAssertEqual(labels.filter { $0.hasPrefix("depthwise") && $0.hasSuffix(" + pooling") }.count, 2 + 9 * 1 + 2 + 16 * 1 + 3 + 6 * 2, "\(labels)")
-        // Every KxK convolution runs DenseConvolution on the packed weights, RetinaFace's 8-channel stem too.
+        // Every KxK convolution runs DenseConvolution on the packed weights, RetinaFace's 8-channel
+        // stem too, except its 3x3 convolutions at stride 1 (2 FPN merges, 5 per SSH module), which
+        // run Winograd F(4x4, 3x3).
         let detector = try retinaFace().makeSession(batch: 1, height: 640, width: 640)
         XCTAssertEqual(detector.steps.first?.label, "3x3 conv s2 (direct) + LeakyReLU")
         XCTAssertFalse(detector.steps.contains { $0.label.contains("im2col") }, "\(detector.steps)")
         XCTAssertTrue(detector.steps.dropFirst().contains { $0.label == "1x1 packed GEMM + LeakyReLU" })
+        XCTAssertEqual(detector.steps.filter { $0.label.hasPrefix("3x3 conv (Winograd)") }.count, 2 + 3 * 5, "\(detector.steps.map(\.label))")
+        XCTAssertFalse(detector.steps.contains { $0.label.hasPrefix("3x3 conv (direct)") }, "\(detector.steps.map(\.label))")
 
         // One image on two threads runs OpenBLAS (its threads split the products); on one thread,
         // the packed kernel. The two agree.
