@@ -169,6 +169,10 @@ public enum DenseConvolution {
         switch method ?? self.method(for: g) {
         case .indirect:
             scratch.update(repeating: 0, count: g.inputChannels)
+            if runsNarrowRows(g) {
+                return convolveNarrowRows(g, range, input: input, weights: weights, output: output, accumulate: accumulate,
+                                          epilogue: epilogue, zeros: UnsafePointer(scratch))
+            }
             if kernel == .avx512 && g.outputChannels > 8 && g.kernel * g.kernel <= avx512MaxTaps {
                 return convolveIndirectAVX512(g, range, input: input, weights: weights, output: output, accumulate: accumulate,
                                               epilogue: epilogue, zeros: UnsafePointer(scratch))
@@ -449,7 +453,7 @@ public enum DenseConvolution {
     }
 
     /// Bias, residual, activation and store of one narrow tile row (`e.cols` of 8 channels).
-    @inline(__always)
+    @_transparent  // as @inline(__always) it was left out of line in the 12-pixel tiles
     static func finishNarrow(_ v: SIMD8<Float>, _ out: UnsafeMutablePointer<Float>, _ e: PackedGEMM.Epilogue) {
         var v = v + loadVector(e.bias)
         if e.cols == 8 {
@@ -462,6 +466,139 @@ public enum DenseConvolution {
             for l in 0..<e.cols { out[l] = v[l] }
         }
     }
+
+    // MARK: Narrow rows
+
+    /// Whether ``convolveNarrowRows(_:_:input:weights:output:accumulate:epilogue:zeros:)`` runs `g`:
+    /// a 3x3 kernel at stride 1 or 2 over 1 to 4 input channels stored densely, into 8 or fewer
+    /// output channels (RetinaFace's stem, 3 -> 8 at stride 2).
+    static func runsNarrowRows(_ g: ConvolutionGeometry) -> Bool {
+        g.kernel == 3 && (g.stride == 1 || g.stride == 2) && g.inputChannels <= 4 && g.inputStride == g.inputChannels
+            && g.outputChannels <= 8
+    }
+
+    /// The narrow indirect tiles, except that runs of 12 output pixels of one row whose windows
+    /// lie inside the image read their inputs at fixed offsets from three row pointers (one per
+    /// kernel row), the channels, stride and tap positions constants: the general tile keeps a
+    /// pointer per pixel and tap, more than there are registers, and reloads them from the stack
+    /// for a product of three channels. Pixels near the borders, and runs shorter than 12, take
+    /// the general tiles; both sum the taps in the same order.
+    static func convolveNarrowRows(
+        _ g: ConvolutionGeometry, _ range: Range<Int>, input: UnsafePointer<Float>, weights: PackedWeights,
+        output: UnsafeMutablePointer<Float>, accumulate: Bool, epilogue: PackedEpilogue, zeros: UnsafePointer<Float>
+    ) {
+        let (ow, oh, s, pad) = (g.outWidth, g.outHeight, g.stride, g.padding)
+        // Output columns whose three input columns are all inside the image.
+        let xLo = min(ow, (pad + s - 1) / s)
+        let xHi = max(xLo, min(ow, (g.width - 3 + pad) / s + 1))
+        let e = PackedGEMM.Epilogue(bias: weights.bias, slopes: weights.slopes ?? weights.bias, cols: g.outputChannels,
+                                    accumulate: accumulate, kind: epilogue)
+        func general(_ pixels: Range<Int>) {
+            if !pixels.isEmpty {
+                convolveIndirect(g, pixels, input: input, weights: weights, output: output, accumulate: accumulate,
+                                 epilogue: epilogue, zeros: zeros)
+            }
+        }
+        var p = range.lowerBound
+        while p < range.upperBound {
+            let row = p / ow, rowStart = row * ow  // row = n * outHeight + oy
+            let rowEnd = min(range.upperBound, rowStart + ow)
+            let iy = row % oh * s - pad, n = row / oh
+            var x = p - rowStart
+            if iy >= 0 && iy + 3 <= g.height {
+                let lo = min(max(x, xLo), rowEnd - rowStart), hi = min(xHi, rowEnd - rowStart)
+                general(rowStart + x ..< rowStart + lo)
+                x = lo
+                let r0 = input + ((n * g.height + iy) * g.width) * g.inputChannels
+                let rows = (r0, r0 + g.width * g.inputChannels, r0 + 2 * g.width * g.inputChannels)
+                switch (g.inputChannels, s) {
+                case (1, 1): narrowRowRun(cin: 1, stride: 1, rows, &x, hi, pad: pad, panel: weights.values, output + rowStart * g.outputStride, g.outputStride, e)
+                case (2, 1): narrowRowRun(cin: 2, stride: 1, rows, &x, hi, pad: pad, panel: weights.values, output + rowStart * g.outputStride, g.outputStride, e)
+                case (3, 1): narrowRowRun(cin: 3, stride: 1, rows, &x, hi, pad: pad, panel: weights.values, output + rowStart * g.outputStride, g.outputStride, e)
+                case (4, 1): narrowRowRun(cin: 4, stride: 1, rows, &x, hi, pad: pad, panel: weights.values, output + rowStart * g.outputStride, g.outputStride, e)
+                case (1, _): narrowRowRun(cin: 1, stride: 2, rows, &x, hi, pad: pad, panel: weights.values, output + rowStart * g.outputStride, g.outputStride, e)
+                case (2, _): narrowRowRun(cin: 2, stride: 2, rows, &x, hi, pad: pad, panel: weights.values, output + rowStart * g.outputStride, g.outputStride, e)
+                case (3, _): narrowRowRun(cin: 3, stride: 2, rows, &x, hi, pad: pad, panel: weights.values, output + rowStart * g.outputStride, g.outputStride, e)
+                default: narrowRowRun(cin: 4, stride: 2, rows, &x, hi, pad: pad, panel: weights.values, output + rowStart * g.outputStride, g.outputStride, e)
+                }
+            }
+            general(rowStart + x ..< rowEnd)
+            p = rowEnd
+        }
+    }
+
+    /// Tiles of 12 output pixels of one row from column `x` while they end by `end`, advancing
+    /// `x`; `rows` are the input rows under the three kernel rows, `out` the row's first output
+    /// pixel. `cin` and `stride` are constants where inlined.
+    @_transparent
+    static func narrowRowRun(
+        cin: Int, stride: Int, _ rows: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>), _ x: inout Int, _ end: Int,
+        pad: Int, panel: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ ldc: Int, _ e: PackedGEMM.Epilogue
+    ) {
+        while x + 2 * tileRows <= end {
+            let column = (x * stride - pad) * cin
+            narrowRowTile(cin: cin, stride: stride, (rows.0 + column, rows.1 + column, rows.2 + column), panel: panel, out + x * ldc, ldc, e)
+            x += 2 * tileRows
+        }
+    }
+
+    /// One tile of 12 consecutive output pixels x 8 channels whose windows start at `rows`
+    /// (input row of each kernel row, at the first pixel's first column), taps and channels in
+    /// the order of ``narrowTile(rows:_:_:_:input:zeros:panel:c:ldc:_:)``.
+    @_transparent
+    static func narrowRowTile(
+        cin: Int, stride: Int, _ rows: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>),
+        panel: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ e: PackedGEMM.Epilogue
+    ) {
+        let zero = SIMD8<Float>(repeating: 0)
+        var (c0, c1, c2, c3, c4, c5) = (zero, zero, zero, zero, zero, zero)
+        var (c6, c7, c8, c9, c10, c11) = (zero, zero, zero, zero, zero, zero)
+        // Not a constant: with constant offsets the compiler gathers the twelve broadcasts into
+        // vector loads and lane extractions (twice as slow as broadcasting each from memory).
+        let step = stride * cin
+        var bp = panel
+        // A loop over the nine taps the compiler cannot unroll: unrolled, it hoisted loads and
+        // spilled the accumulators.
+        for t in 0..<opaque(9) {
+            let ky = t / 3, kx = t - 3 * ky
+            let r = ky == 0 ? rows.0 : ky == 1 ? rows.1 : rows.2
+            do {
+                for ci in 0..<cin {
+                    let b = loadVector(bp)
+                    let a = r + kx * cin + ci
+                    c0.addProduct(SIMD8<Float>(repeating: a[0]), b)
+                    c1.addProduct(SIMD8<Float>(repeating: a[step]), b)
+                    c2.addProduct(SIMD8<Float>(repeating: a[2 * step]), b)
+                    c3.addProduct(SIMD8<Float>(repeating: a[3 * step]), b)
+                    c4.addProduct(SIMD8<Float>(repeating: a[4 * step]), b)
+                    c5.addProduct(SIMD8<Float>(repeating: a[5 * step]), b)
+                    c6.addProduct(SIMD8<Float>(repeating: a[6 * step]), b)
+                    c7.addProduct(SIMD8<Float>(repeating: a[7 * step]), b)
+                    c8.addProduct(SIMD8<Float>(repeating: a[8 * step]), b)
+                    c9.addProduct(SIMD8<Float>(repeating: a[9 * step]), b)
+                    c10.addProduct(SIMD8<Float>(repeating: a[10 * step]), b)
+                    c11.addProduct(SIMD8<Float>(repeating: a[11 * step]), b)
+                    bp += 16
+                }
+            }
+        }
+        finishNarrow(c0, c, e)
+        finishNarrow(c1, c + ldc, e)
+        finishNarrow(c2, c + 2 * ldc, e)
+        finishNarrow(c3, c + 3 * ldc, e)
+        finishNarrow(c4, c + 4 * ldc, e)
+        finishNarrow(c5, c + 5 * ldc, e)
+        finishNarrow(c6, c + 6 * ldc, e)
+        finishNarrow(c7, c + 7 * ldc, e)
+        finishNarrow(c8, c + 8 * ldc, e)
+        finishNarrow(c9, c + 9 * ldc, e)
+        finishNarrow(c10, c + 10 * ldc, e)
+        finishNarrow(c11, c + 11 * ldc, e)
+    }
+
+    /// `value`, hidden from the optimiser.
+    @inline(never)
+    static func opaque(_ value: Int) -> Int { value }
 
     // MARK: Lowered blocks
 

@@ -93,6 +93,36 @@ final class DenseConvolutionTests: XCTestCase {
         }
     }
 
+    func testNarrowRowTilesGiveTheGeneralTilesFloatsAtEveryBorderAndRange() throws {
+        // 1 to 4 input channels stored densely run rows of 12 pixels from three row pointers; the
+        // same input with a wider pixel stride runs the general tiles, which sum in the same order.
+        var rng = SeededGenerator(seed: 35)
+        for cin in 1...4 {
+            for (stride, cout, h, w) in [(2, 8, 9, 41), (1, 8, 5, 30), (2, 3, 7, 28), (1, 1, 4, 14), (2, 8, 8, 27), (1, 5, 3, 13)] {
+                let dense = try ConvolutionGeometry(batch: 2, height: h, width: w, inputChannels: cin, outputChannels: cout,
+                                                    kernel: 3, stride: stride, padding: 1)
+                let strided = try ConvolutionGeometry(batch: 2, height: h, width: w, inputChannels: cin, inputStride: cin + 1,
+                                                      outputChannels: cout, kernel: 3, stride: stride, padding: 1)
+                let pixels = (0..<2 * h * w).map { _ in (0..<cin).map { _ in rng.nextFloat() } }
+                let input = pixels.flatMap { $0 }, wide = pixels.flatMap { $0 + [rng.nextFloat()] }
+                let weight = (0..<dense.inner * cout).map { _ in rng.nextFloat() }
+                let bias = (0..<cout).map { _ in rng.nextFloat() }
+                let packed = DenseConvolution.pack(weight: weight, kernel: 3, inputChannels: cin, outputChannels: cout, bias: bias, slopes: nil)
+                var scratch = [Float](repeating: 0, count: 8)
+                var expected = [Float](repeating: 0, count: dense.pixels * cout), general = expected, rows = expected
+                DenseConvolution.convolveReference(dense, input: input, weight: weight, bias: bias, slopes: nil, output: &expected, epilogue: .leakyRelu(0.1))
+                DenseConvolution.convolve(strided, input: wide, weights: packed, output: &general, epilogue: .leakyRelu(0.1), scratch: &scratch)
+                // In three parts that cut rows and images.
+                for part in [0..<dense.pixels / 3, dense.pixels / 3 ..< dense.pixels / 2 + 5, dense.pixels / 2 + 5 ..< dense.pixels] {
+                    DenseConvolution.convolve(dense, input: input, weights: packed, output: &rows, epilogue: .leakyRelu(0.1), scratch: &scratch, pixels: part)
+                }
+                let label = "\(cin)->\(cout) s\(stride) \(h)x\(w)"
+                XCTAssertLessThan(largestDifference(rows, expected), 1e-4, label)
+                XCTAssertTrue(rows == general, "\(label): the row tiles differ from the general tiles")
+            }
+        }
+    }
+
     func testKernelsStayInsideTheirScratch() throws {
         // Guard values after the scratch the size function promises must survive.
         var rng = SeededGenerator(seed: 33)
