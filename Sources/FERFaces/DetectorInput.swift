@@ -23,15 +23,19 @@ public struct DetectorInput: Sendable {
     public static func prepare(_ image: RGBImage, maxSide: Int = 640) throws -> DetectorInput {
         guard maxSide >= 1 else { throw FaceError.invalidArgument("maxSide \(maxSide) < 1") }
         let (w, h) = targetSize(width: image.width, height: image.height, maxSide: maxSide)
-        let resized = try LinearResize.resize(image, width: w, height: h)
-        var input = [Float](repeating: 0, count: w * h * 3)  // (1, h, w, 3) BGR
         let (mb, mg, mr) = meanBGR
-        resized.pixels.withUnsafeBufferPointer { p in
-            for i in 0..<(w * h) {
-                input[3 * i] = Float(p[3 * i + 2]) - mb
-                input[3 * i + 1] = Float(p[3 * i + 1]) - mg
-                input[3 * i + 2] = Float(p[3 * i]) - mr
+        // (1, h, w, 3) BGR, converted from each resized row as it is made (no resized copy).
+        let input = [Float](unsafeUninitializedCapacity: w * h * 3) { buffer, initialized in
+            let base = buffer.baseAddress!
+            LinearResize.forEachRow(image, width: w, height: h) { y, p in
+                let o = base + y * w * 3
+                for x in 0..<w {
+                    o[3 * x] = Float(p[3 * x + 2]) - mb
+                    o[3 * x + 1] = Float(p[3 * x + 1]) - mg
+                    o[3 * x + 2] = Float(p[3 * x]) - mr
+                }
             }
+            initialized = w * h * 3
         }
         return DetectorInput(input: input, height: h, width: w,
                              scaleX: Double(w) / Double(image.width), scaleY: Double(h) / Double(image.height))

@@ -48,29 +48,51 @@ public enum LinearResize {
     public static func resize(_ image: RGBImage, width: Int, height: Int) throws -> RGBImage {
         guard width > 0, height > 0 else { throw FaceError.invalidArgument("target size \(width)x\(height)") }
         if width == image.width && height == image.height { return image }
-        let xs = Axis(inSize: image.width, outSize: width)
-        let ys = Axis(inSize: image.height, outSize: height)
-        var out = [UInt8](repeating: 0, count: width * height * 3)  // (height, width, 3)
-        // Horizontal sums of two source rows, (width * 3) each, and which source rows they hold.
-        let rowA = UnsafeMutablePointer<Int32>.allocate(capacity: width * 3)
-        let rowB = UnsafeMutablePointer<Int32>.allocate(capacity: width * 3)
-        defer { rowA.deallocate(); rowB.deallocate() }
-        var (a, b) = (rowA, rowB)
-        var heldA = -1, heldB = -1
+        let line = width * 3
+        let out = [UInt8](unsafeUninitializedCapacity: height * line) { buffer, initialized in
+            forEachRow(image, width: width, height: height) { y, row in
+                (buffer.baseAddress! + y * line).initialize(from: row, count: line)
+            }
+            initialized = height * line
+        }
+        return RGBImage(width: width, height: height, pixels: out)
+    }
+
+    /// Resizes `image` to `width` x `height` (both positive) a row at a time, as ``resize(_:width:height:)``:
+    /// `body(y, row)` receives output row `y` (`width * 3` bytes, valid during the call), rows in
+    /// order, so a caller can convert each row where it needs it without a resized copy. At the
+    /// image's own size the rows are its own.
+    public static func forEachRow(_ image: RGBImage, width: Int, height: Int, _ body: (Int, UnsafePointer<UInt8>) -> Void) {
+        precondition(width > 0 && height > 0, "target size \(width)x\(height)")
         image.pixels.withUnsafeBufferPointer { src in
+            let src = src.baseAddress!
+            if width == image.width && height == image.height {
+                for y in 0..<height { body(y, src + y * width * 3) }
+                return
+            }
+            let xs = Axis(inSize: image.width, outSize: width)
+            let ys = Axis(inSize: image.height, outSize: height)
+            let line = width * 3
+            // Horizontal sums of two source rows (`line` each) and which source rows they hold;
+            // the output row.
+            let sums = UnsafeMutablePointer<Int32>.allocate(capacity: 2 * line)
+            let row = UnsafeMutablePointer<UInt8>.allocate(capacity: line)
+            defer { sums.deallocate(); row.deallocate() }
+            var (a, b) = (sums, sums + line)
+            var heldA = -1, heldB = -1
             xs.first.withUnsafeBufferPointer { first in
             xs.second.withUnsafeBufferPointer { second in
             xs.w0.withUnsafeBufferPointer { w0 in
             xs.w1.withUnsafeBufferPointer { w1 in
-            out.withUnsafeMutableBufferPointer { dst in
-                func horizontal(_ y: Int, into row: UnsafeMutablePointer<Int32>) {
-                    let line = src.baseAddress! + y * image.width * 3
+                let (first, second, w0, w1) = (first.baseAddress!, second.baseAddress!, w0.baseAddress!, w1.baseAddress!)
+                func horizontal(_ y: Int, into sum: UnsafeMutablePointer<Int32>) {
+                    let source = src + y * image.width * 3
                     for x in 0..<width {
-                        let p = line + first[x] * 3, q = line + second[x] * 3
+                        let p = source + first[x] * 3, q = source + second[x] * 3
                         let c0 = w0[x], c1 = w1[x]
-                        row[x * 3] = Int32(p[0]) * c0 + Int32(q[0]) * c1
-                        row[x * 3 + 1] = Int32(p[1]) * c0 + Int32(q[1]) * c1
-                        row[x * 3 + 2] = Int32(p[2]) * c0 + Int32(q[2]) * c1
+                        sum[x * 3] = Int32(p[0]) &* c0 &+ Int32(q[0]) &* c1
+                        sum[x * 3 + 1] = Int32(p[1]) &* c0 &+ Int32(q[1]) &* c1
+                        sum[x * 3 + 2] = Int32(p[2]) &* c0 &+ Int32(q[2]) &* c1
                     }
                 }
                 for y in 0..<height {
@@ -80,18 +102,16 @@ public enum LinearResize {
                     }
                     if heldB != s1 { horizontal(s1, into: b); heldB = s1 }
                     let v0 = ys.w0[y], v1 = ys.w1[y]
-                    let o = dst.baseAddress! + y * width * 3
-                    for i in 0..<(width * 3) {
+                    for i in 0..<line {
                         let t = ((v0 &* (a[i] >> 4)) >> 16) &+ ((v1 &* (b[i] >> 4)) >> 16) &+ 2
-                        o[i] = UInt8(clamping: t >> 2)
+                        row[i] = UInt8(clamping: t >> 2)
                     }
+                    body(y, row)
                 }
             }
             }
             }
             }
-            }
         }
-        return RGBImage(width: width, height: height, pixels: out)
     }
 }
