@@ -63,6 +63,8 @@ let package = Package(
         .systemLibrary(
             name: "CZlib", pkgConfig: "zlib",
             providers: [.apt(["libz-dev"])]),
+        // glibc's <malloc.h> (mallopt): ProcessMemory's settings.
+        .systemLibrary(name: "CMalloc"),
         .systemLibrary(
             name: "CSpng", pkgConfig: "spng",
             providers: [.apt(["libspng-dev"])]),
@@ -101,7 +103,7 @@ let package = Package(
             swiftSettings: numericSettings),
         // The embedding API: one import, a shareable classifier for pixels, encoded images and tensors,
         // and the whole-photo face analyzer (detect, align, classify).
-        .target(name: "FERRuntime", dependencies: ["FEREngine", "FERImage", "FERTensor", "FERCheckpoint", "FERFaces"]),
+        .target(name: "FERRuntime", dependencies: ["FEREngine", "FERImage", "FERTensor", "FERCheckpoint", "FERFaces", "CMalloc"]),
         // The C ABI over FERRuntime: status codes and per-thread messages, no Swift error crosses it.
         .target(name: "FERC", dependencies: ["FERRuntime"], exclude: ["include"]),
         // Face detection geometry: detector input, priors, decoding, NMS, five-point alignment.
@@ -145,7 +147,7 @@ let package = Package(
         .testTarget(
             name: "FEREngineTests",
             dependencies: ["FEREngine", "FERTensor", "FERCheckpoint", "FERKernels", "CAllocationCounter"]),
-        .testTarget(name: "FERRuntimeTests", dependencies: ["FERRuntime"]),
+        .testTarget(name: "FERRuntimeTests", dependencies: ["FERRuntime", "CMalloc"]),
         .testTarget(name: "FERDrawingTests", dependencies: ["FERDrawing", "FERImage"]),
         .testTarget(name: "FEREvaluationTests", dependencies: ["FEREvaluation"]),
         .testTarget(name: "FERFacesTests", dependencies: ["FERFaces", "FERImage", "FERTensor", "FEREngine"]),

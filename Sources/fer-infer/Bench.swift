@@ -181,6 +181,7 @@ extension Bench {
                                         options: FaceDetectionOptions(detectSize: detectSize), threads: threads)
         } catch { throw CLIError("\(error)") }
         let loadMs = Double(DispatchTime.now().uptimeNanoseconds - loadStart) / 1e6
+        ProcessMemory.keepFreedBuffers()  // as `fer-infer PHOTO` does
 
         let stageNames = ["decode", "detect", "detect_network", "align", "classify", "total"]
         var times: [String: [Double]] = [:]

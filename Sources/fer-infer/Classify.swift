@@ -187,6 +187,7 @@ struct Classify: ParsableCommand {
                 analyzer = try FaceAnalyzer(detector: try FERModel(contentsOf: path), classifier: classifier!,
                                             options: detectionOptions, threads: threads)
             } catch { throw CLIError("\(path): \(error)") }
+            ProcessMemory.keepFreedBuffers()  // photo after photo: reuse their buffers
             return analyzer!
         }
         var cropFolder = try OutputFolder(option: "--crops", argument: crops)

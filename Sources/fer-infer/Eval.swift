@@ -148,6 +148,7 @@ struct Eval: ParsableCommand {
                     detector: try FERModel(contentsOf: path), classifier: classifier,
                     options: FaceDetectionOptions(detectSize: detectSize, threshold: detectThreshold), threads: threads)
             } catch { throw CLIError("\(path): \(error)") }
+            ProcessMemory.keepFreedBuffers()  // photo after photo: reuse their buffers
         }
         let pipeline = EvalPipeline(images: data.images, batchSize: batch, decodeThreads: decodeThreads,
                                     options: ImageDecodingOptions(maxPixels: maxPixels == 0 ? nil : maxPixels),

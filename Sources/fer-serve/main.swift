@@ -95,6 +95,7 @@ struct FerServe: AsyncParsableCommand {
     }
 
     func run() async throws {
+        ProcessMemory.keepFreedBuffers()
         LoggingSystem.bootstrap(StreamLogHandler.standardError)
         let path = try DefaultModel.resolve(model)
         let classifier = try FERClassifier(contentsOf: path, maxBatch: 1)
