@@ -11,8 +11,14 @@ import Glibc
 final class ProcessMemoryTests: XCTestCase {
     func testFreedPhotoSizedBuffersStayWithTheProcess() throws {
         #if canImport(Glibc)
-        let size = 24 << 20  // a 4000x2000 RGB photo: under heapAllocationLimit
+        let size = 16 << 20  // a 3000x1800 RGB photo: under heapAllocationLimit
         XCTAssertLessThan(size, ProcessMemory.heapAllocationLimit)
+        // Earlier tests leave free chunks in the heap, from which malloc would serve the buffer
+        // whatever the settings: hold them with 64 KiB blocks first (what stays free is then in
+        // pieces too small for the buffer).
+        var fillers: [UnsafeMutableRawPointer] = []
+        defer { fillers.forEach { free($0) } }
+        while mallinfo2().fordblks > 2 << 20 && fillers.count < 8192 { fillers.append(try XCTUnwrap(malloc(64 << 10))) }
         func residentAfterFreeing() throws -> Int {
             let p = UnsafeMutablePointer<UInt8>.allocate(capacity: size)
             p.initialize(repeating: 1, count: size)
