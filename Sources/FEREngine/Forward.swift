@@ -367,6 +367,16 @@ extension ExecutionPlan {
 }
 
 extension ExecutionPlan {
+    /// The multiply-accumulates one step's kernels do for one image: ``multiplyAccumulates(_:)``,
+    /// except for a Winograd convolution, whose products take 36 per 4x4 tile, input and output
+    /// channel (its transforms, mostly additions, are not counted).
+    func executedMultiplyAccumulates(_ step: Step) -> Int {
+        if case .convolution(let c) = step.work, case .winograd = c.gemm, let g = c.geometry {
+            return Winograd.tileCount(g) * 36 * c.cin * c.cout
+        }
+        return multiplyAccumulates(step)
+    }
+
     /// Multiply-accumulates of one step for one image: the convolutions' and linear layers'
     /// products (as fvcore counts them), depthwise taps and coordinate attention's three products;
     /// zero for the rest.

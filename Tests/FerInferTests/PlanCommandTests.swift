@@ -48,6 +48,22 @@ final class PlanCommandTests: XCTestCase {
         XCTAssertGreaterThan(peak, 1)
         let fraction = try XCTUnwrap(result.json["fraction_of_peak"] as? Double)
         XCTAssertTrue(fraction > 0 && fraction < 1, "fraction of peak \(fraction)")
+        XCTAssertEqual(result.json["executed_gflop"] as? Double, passGflop, "nothing runs Winograd in LFNSB")
+    }
+
+    func testTheDetectorsRateCountsWhatWinogradMultiplies() throws {
+        let result = try CLI.run(["bench", "--model", "weights/retinaface-mobilenet0.25.pth", "--profile", "--json", "--iterations", "2", "--warmup", "0"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        // At 640x640: 1.962 GFLOP as the model counts it, of which 1.170 in 3x3 convolutions at
+        // stride 1 that Winograd multiplies a quarter of (36 per 4x4 tile against 144).
+        let model = try XCTUnwrap(result.json["pass_gflop"] as? Double), executed = try XCTUnwrap(result.json["executed_gflop"] as? Double)
+        XCTAssertEqual(model, 1.962, accuracy: 0.001)
+        XCTAssertEqual(executed, 1.962 - 1.170 * 3 / 4, accuracy: 0.002)
+        let rows = try XCTUnwrap(result.json["profile"] as? [[String: Any]])
+        let merges = try XCTUnwrap(rows.first { $0["stage"] as? String == "fpn" && $0["operation"] as? String == "3x3 conv (Winograd) + LeakyReLU" })
+        XCTAssertEqual(try XCTUnwrap(merges["executed_gflop_per_pass"] as? Double) * 4, try XCTUnwrap(merges["gflop_per_pass"] as? Double), accuracy: 1e-6)
+        let fraction = try XCTUnwrap(result.json["fraction_of_peak"] as? Double)
+        XCTAssertTrue(fraction > 0 && fraction < 1, "fraction of peak \(fraction)")
     }
 
     func testClassifyingWithTheDetectorIsOneClearError() throws {
