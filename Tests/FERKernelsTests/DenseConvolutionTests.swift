@@ -170,49 +170,71 @@ final class DenseConvolutionTests: XCTestCase {
         XCTAssertEqual(g?.pixels, 2 * 222 * 320)
     }
 
-    /// Runs `method` against the reference on random data; the output starts from random values
-    /// (read when accumulating), and the channels between `outputChannels` and the stride must
-    /// keep them.
+    /// Runs `method` against the reference on random data (``checkAgainstReference``).
     private func check(
         _ g: ConvolutionGeometry, method: DenseConvolution.Method, kernel: MicroKernel, epilogue: PackedEpilogue, accumulate: Bool, withBias: Bool,
         _ rng: inout SeededGenerator, label: String
     ) {
-        let input = (0..<g.batch * g.height * g.width * g.inputStride).map { _ in rng.nextFloat() }
-        let weight = (0..<g.inner * g.outputChannels).map { _ in rng.nextFloat() }
-        let bias = (0..<g.outputChannels).map { _ in rng.nextFloat() }
-        let slopes = (0..<g.outputChannels).map { _ in 0.05 + abs(rng.nextFloat()) * 0.2 }
-        let start = (0..<g.pixels * g.outputStride).map { _ in rng.nextFloat() }
-        var expected = start, actual = start
-        bias.withUnsafeBufferPointer { b in
-            slopes.withUnsafeBufferPointer { sl in
-                let bp = withBias ? b.baseAddress : nil
-                DenseConvolution.convolveReference(g, input: input, weight: weight, bias: bp, slopes: sl.baseAddress, output: &expected,
-                                              accumulate: accumulate, epilogue: epilogue)
-                let packed = DenseConvolution.pack(weight: weight, kernel: g.kernel, inputChannels: g.inputChannels,
-                                              outputChannels: g.outputChannels, bias: bp, slopes: sl.baseAddress)
-                var scratch = [Float](repeating: .nan, count: DenseConvolution.scratchCount(g, method: method))
-                DenseConvolution.convolve(g, input: input, weights: packed, output: &actual, accumulate: accumulate, epilogue: epilogue,
-                                     scratch: &scratch, method: method, kernel: kernel)
-            }
-        }
-        XCTAssertLessThan(largestDifference(actual, expected), 1e-4, label)
-        for p in 0..<g.pixels {
-            for c in g.outputChannels..<g.outputStride where actual[p * g.outputStride + c] != start[p * g.outputStride + c] {
-                XCTFail("\(label): pixel \(p) channel \(c) past the output channels was written")
-                return
-            }
+        checkAgainstReference(g, epilogue: epilogue, accumulate: accumulate, withBias: withBias, &rng, tolerance: { _ in 1e-4 }, label) {
+            input, weight, bias, slopes, output in
+            let packed = DenseConvolution.pack(weight: weight, kernel: g.kernel, inputChannels: g.inputChannels,
+                                               outputChannels: g.outputChannels, bias: bias, slopes: slopes)
+            var scratch = [Float](repeating: .nan, count: DenseConvolution.scratchCount(g, method: method))
+            DenseConvolution.convolve(g, input: input, weights: packed, output: &output, accumulate: accumulate, epilogue: epilogue,
+                                      scratch: &scratch, method: method, kernel: kernel)
         }
     }
+}
 
-    /// The largest absolute difference, infinite where either side holds a NaN (a pixel that read
-    /// uninitialised scratch).
-    private func largestDifference(_ a: [Float], _ b: [Float]) -> Float {
-        var worst: Float = 0
-        for i in 0..<a.count {
-            let d = abs(a[i] - b[i])
-            if d.isNaN { return .infinity }
-            worst = max(worst, d)
+/// Runs `convolve` (given the input, the unpacked weight, the bias or nil, the PReLU slopes, and
+/// the output to write) against ``DenseConvolution/convolveReference`` on random data. The output
+/// starts from random values (read when accumulating), and the channels between `outputChannels`
+/// and the stride must keep them; `tolerance` is given the reference's output.
+func checkAgainstReference(
+    _ g: ConvolutionGeometry, epilogue: PackedEpilogue, accumulate: Bool, withBias: Bool, _ rng: inout SeededGenerator,
+    tolerance: ([Float]) -> Float, _ label: String,
+    _ convolve: (_ input: [Float], _ weight: [Float], _ bias: UnsafePointer<Float>?, _ slopes: UnsafePointer<Float>, _ output: inout [Float]) -> Void
+) {
+    let input = (0..<g.batch * g.height * g.width * g.inputStride).map { _ in rng.nextFloat() }
+    let weight = (0..<g.inner * g.outputChannels).map { _ in rng.nextFloat() }
+    let bias = (0..<g.outputChannels).map { _ in rng.nextFloat() }
+    let slopes = (0..<g.outputChannels).map { _ in 0.05 + abs(rng.nextFloat()) * 0.2 }
+    let start = (0..<g.pixels * g.outputStride).map { _ in rng.nextFloat() }
+    var expected = start, actual = start
+    bias.withUnsafeBufferPointer { b in
+        slopes.withUnsafeBufferPointer { sl in
+            let bp = withBias ? b.baseAddress : nil
+            DenseConvolution.convolveReference(g, input: input, weight: weight, bias: bp, slopes: sl.baseAddress, output: &expected,
+                                               accumulate: accumulate, epilogue: epilogue)
+            convolve(input, weight, bp, sl.baseAddress!, &actual)
         }
-        return worst
     }
+    assertConvolutionOutput(actual, expected, start: start, g, tolerance: tolerance(expected), label)
+}
+
+/// A convolution's output against the reference's: within `tolerance` everywhere, and the
+/// channels between `outputChannels` and the pixel stride still holding what `start` held.
+func assertConvolutionOutput(
+    _ actual: [Float], _ expected: [Float], start: [Float], _ g: ConvolutionGeometry, tolerance: Float, _ label: String,
+    file: StaticString = #filePath, line: UInt = #line
+) {
+    XCTAssertLessThan(largestDifference(actual, expected), tolerance, label, file: file, line: line)
+    for p in 0..<g.pixels {
+        for c in g.outputChannels..<g.outputStride where actual[p * g.outputStride + c] != start[p * g.outputStride + c] {
+            XCTFail("\(label): pixel \(p) channel \(c) past the output channels was written", file: file, line: line)
+            return
+        }
+    }
+}
+
+/// The largest absolute difference, infinite where either side holds a NaN (a pixel that read
+/// uninitialised scratch).
+func largestDifference(_ a: [Float], _ b: [Float]) -> Float {
+    var worst: Float = 0
+    for i in 0..<a.count {
+        let d = abs(a[i] - b[i])
+        if d.isNaN { return .infinity }
+        worst = max(worst, d)
+    }
+    return worst
 }

@@ -98,49 +98,18 @@ final class WinogradTests: XCTestCase {
         XCTAssertFalse(Winograd.runs(try ConvolutionGeometry(batch: 1, height: 9, width: 9, inputChannels: 3, outputChannels: 8, kernel: 5, stride: 1, padding: 2)))
     }
 
-    /// Runs Winograd against the reference on random data; the output starts from random values
-    /// (read when accumulating), and the channels between `outputChannels` and the stride must
-    /// keep them.
+    /// Runs Winograd against the reference on random data (``checkAgainstReference``).
     private func check(
         _ g: ConvolutionGeometry, epilogue: PackedEpilogue, accumulate: Bool, withBias: Bool, _ rng: inout SeededGenerator, label: String
     ) {
-        let input = (0..<g.batch * g.height * g.width * g.inputStride).map { _ in rng.nextFloat() }
-        let weight = (0..<g.inner * g.outputChannels).map { _ in rng.nextFloat() }
-        let bias = (0..<g.outputChannels).map { _ in rng.nextFloat() }
-        let slopes = (0..<g.outputChannels).map { _ in 0.05 + abs(rng.nextFloat()) * 0.2 }
-        let start = (0..<g.pixels * g.outputStride).map { _ in rng.nextFloat() }
-        var expected = start, actual = start
-        bias.withUnsafeBufferPointer { b in
-            slopes.withUnsafeBufferPointer { sl in
-                let bp = withBias ? b.baseAddress : nil
-                DenseConvolution.convolveReference(g, input: input, weight: weight, bias: bp, slopes: sl.baseAddress, output: &expected,
-                                                   accumulate: accumulate, epilogue: epilogue)
-                let weights = WinogradWeights(weight: weight, inputChannels: g.inputChannels, outputChannels: g.outputChannels,
-                                              bias: bp, slopes: sl.baseAddress)
-                var scratch = [Float](repeating: .nan, count: Winograd.scratchCount(g))
-                Winograd.convolve(g, input: input, weights: weights, output: &actual, accumulate: accumulate, epilogue: epilogue,
-                                  scratch: &scratch)
-            }
-        }
         // The transforms round at up to 8 times a value's scale: bounded relative to the outputs.
-        let scale = max(1, expected.map(abs).max()!)
-        XCTAssertLessThan(largestDifference(actual, expected), 1e-5 * scale, label)
-        for p in 0..<g.pixels {
-            for c in g.outputChannels..<g.outputStride where actual[p * g.outputStride + c] != start[p * g.outputStride + c] {
-                XCTFail("\(label): pixel \(p) channel \(c) past the output channels was written")
-                return
-            }
+        checkAgainstReference(g, epilogue: epilogue, accumulate: accumulate, withBias: withBias, &rng,
+                              tolerance: { 1e-5 * max(1, $0.map(abs).max()!) }, label) { input, weight, bias, slopes, output in
+            let weights = WinogradWeights(weight: weight, inputChannels: g.inputChannels, outputChannels: g.outputChannels,
+                                          bias: bias, slopes: slopes)
+            var scratch = [Float](repeating: .nan, count: Winograd.scratchCount(g))
+            Winograd.convolve(g, input: input, weights: weights, output: &output, accumulate: accumulate, epilogue: epilogue,
+                              scratch: &scratch)
         }
-    }
-
-    /// The largest absolute difference, infinite where either side holds a NaN.
-    private func largestDifference(_ a: [Float], _ b: [Float]) -> Float {
-        var worst: Float = 0
-        for i in 0..<a.count {
-            let d = abs(a[i] - b[i])
-            if d.isNaN { return .infinity }
-            worst = max(worst, d)
-        }
-        return worst
     }
 }
