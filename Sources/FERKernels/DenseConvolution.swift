@@ -398,73 +398,23 @@ public enum DenseConvolution {
         input: UnsafePointer<Float>, zeros: UnsafePointer<Float>, panel: UnsafePointer<Float>,
         c: UnsafeMutablePointer<Float>, ldc: Int, _ e: PackedGEMM.Epilogue
     ) {
-        let zero = SIMD8<Float>(repeating: 0)
-        var (c0, c1, c2, c3, c4, c5) = (zero, zero, zero, zero, zero, zero)
-        var (c6, c7, c8, c9, c10, c11) = (zero, zero, zero, zero, zero, zero)
+        var sums = PackedGEMM.NarrowSums()
         let (h, wd, cin, k) = (g.height, g.width, g.inputChannels, g.kernel)
         let rowStep = wd * g.inputStride
         var bp = panel
         for ky in 0..<k {
             var tap = ky * rowStep
             for kx in 0..<k {
-                let a0 = o.0.pointer(ky, kx, tap, height: h, width: wd, input: input, zeros: zeros)
-                let a1 = o.1.pointer(ky, kx, tap, height: h, width: wd, input: input, zeros: zeros)
-                let a2 = o.2.pointer(ky, kx, tap, height: h, width: wd, input: input, zeros: zeros)
-                let a3 = o.3.pointer(ky, kx, tap, height: h, width: wd, input: input, zeros: zeros)
-                let a4 = o.4.pointer(ky, kx, tap, height: h, width: wd, input: input, zeros: zeros)
-                let a5 = o.5.pointer(ky, kx, tap, height: h, width: wd, input: input, zeros: zeros)
-                let a6 = q.0.pointer(ky, kx, tap, height: h, width: wd, input: input, zeros: zeros)
-                let a7 = q.1.pointer(ky, kx, tap, height: h, width: wd, input: input, zeros: zeros)
-                let a8 = q.2.pointer(ky, kx, tap, height: h, width: wd, input: input, zeros: zeros)
-                let a9 = q.3.pointer(ky, kx, tap, height: h, width: wd, input: input, zeros: zeros)
-                let a10 = q.4.pointer(ky, kx, tap, height: h, width: wd, input: input, zeros: zeros)
-                let a11 = q.5.pointer(ky, kx, tap, height: h, width: wd, input: input, zeros: zeros)
+                func at(_ o: Origin) -> UnsafePointer<Float> { o.pointer(ky, kx, tap, height: h, width: wd, input: input, zeros: zeros) }
+                let a = (at(o.0), at(o.1), at(o.2), at(o.3), at(o.4), at(o.5), at(q.0), at(q.1), at(q.2), at(q.3), at(q.4), at(q.5))
                 for p in 0..<cin {
-                    let b = loadVector(bp)
-                    c0.addProduct(SIMD8<Float>(repeating: a0[p]), b)
-                    if rows > 1 { c1.addProduct(SIMD8<Float>(repeating: a1[p]), b) }
-                    if rows > 2 { c2.addProduct(SIMD8<Float>(repeating: a2[p]), b) }
-                    if rows > 3 { c3.addProduct(SIMD8<Float>(repeating: a3[p]), b) }
-                    if rows > 4 { c4.addProduct(SIMD8<Float>(repeating: a4[p]), b) }
-                    if rows > 5 { c5.addProduct(SIMD8<Float>(repeating: a5[p]), b) }
-                    if rows > 6 { c6.addProduct(SIMD8<Float>(repeating: a6[p]), b) }
-                    if rows > 7 { c7.addProduct(SIMD8<Float>(repeating: a7[p]), b) }
-                    if rows > 8 { c8.addProduct(SIMD8<Float>(repeating: a8[p]), b) }
-                    if rows > 9 { c9.addProduct(SIMD8<Float>(repeating: a9[p]), b) }
-                    if rows > 10 { c10.addProduct(SIMD8<Float>(repeating: a10[p]), b) }
-                    if rows > 11 { c11.addProduct(SIMD8<Float>(repeating: a11[p]), b) }
+                    sums.add(rows: rows, loadVector(bp), a, p)
                     bp += 16
                 }
                 tap += g.inputStride
             }
         }
-        finishNarrow(c0, c, e)
-        if rows > 1 { finishNarrow(c1, c + 1 * ldc, e) }
-        if rows > 2 { finishNarrow(c2, c + 2 * ldc, e) }
-        if rows > 3 { finishNarrow(c3, c + 3 * ldc, e) }
-        if rows > 4 { finishNarrow(c4, c + 4 * ldc, e) }
-        if rows > 5 { finishNarrow(c5, c + 5 * ldc, e) }
-        if rows > 6 { finishNarrow(c6, c + 6 * ldc, e) }
-        if rows > 7 { finishNarrow(c7, c + 7 * ldc, e) }
-        if rows > 8 { finishNarrow(c8, c + 8 * ldc, e) }
-        if rows > 9 { finishNarrow(c9, c + 9 * ldc, e) }
-        if rows > 10 { finishNarrow(c10, c + 10 * ldc, e) }
-        if rows > 11 { finishNarrow(c11, c + 11 * ldc, e) }
-    }
-
-    /// Bias, residual, activation and store of one narrow tile row (`e.cols` of 8 channels).
-    @_transparent  // as @inline(__always) it was left out of line in the 12-pixel tiles
-    static func finishNarrow(_ v: SIMD8<Float>, _ out: UnsafeMutablePointer<Float>, _ e: PackedGEMM.Epilogue) {
-        var v = v + loadVector(e.bias)
-        if e.cols == 8 {
-            if e.accumulate { v += loadVector(out) }
-            PackedGEMM.activate(&v, e, 0)
-            storeVector(v, out)
-        } else {
-            if e.accumulate { for l in 0..<e.cols { v[l] += out[l] } }
-            PackedGEMM.activate(&v, e, 0)
-            for l in 0..<e.cols { out[l] = v[l] }
-        }
+        sums.finish(rows: rows, c: c, ldc: ldc, e)
     }
 
     // MARK: Narrow rows
@@ -550,50 +500,23 @@ public enum DenseConvolution {
         cin: Int, stride: Int, _ rows: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>),
         panel: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ e: PackedGEMM.Epilogue
     ) {
-        let zero = SIMD8<Float>(repeating: 0)
-        var (c0, c1, c2, c3, c4, c5) = (zero, zero, zero, zero, zero, zero)
-        var (c6, c7, c8, c9, c10, c11) = (zero, zero, zero, zero, zero, zero)
-        // Not a constant: with constant offsets the compiler gathers the twelve broadcasts into
-        // vector loads and lane extractions (twice as slow as broadcasting each from memory).
+        var sums = PackedGEMM.NarrowSums()
         let step = stride * cin
         var bp = panel
-        // A loop over the nine taps the compiler cannot unroll: unrolled, it hoisted loads and
-        // spilled the accumulators.
+        // A loop over the nine taps the compiler cannot unroll: unrolled, with every offset a
+        // constant, it gathered the twelve broadcasts into vector loads and lane extractions and
+        // spilled the accumulators (twice as slow).
         for t in 0..<opaque(9) {
             let ky = t / 3, kx = t - 3 * ky
-            let r = ky == 0 ? rows.0 : ky == 1 ? rows.1 : rows.2
-            do {
-                for ci in 0..<cin {
-                    let b = loadVector(bp)
-                    let a = r + kx * cin + ci
-                    c0.addProduct(SIMD8<Float>(repeating: a[0]), b)
-                    c1.addProduct(SIMD8<Float>(repeating: a[step]), b)
-                    c2.addProduct(SIMD8<Float>(repeating: a[2 * step]), b)
-                    c3.addProduct(SIMD8<Float>(repeating: a[3 * step]), b)
-                    c4.addProduct(SIMD8<Float>(repeating: a[4 * step]), b)
-                    c5.addProduct(SIMD8<Float>(repeating: a[5 * step]), b)
-                    c6.addProduct(SIMD8<Float>(repeating: a[6 * step]), b)
-                    c7.addProduct(SIMD8<Float>(repeating: a[7 * step]), b)
-                    c8.addProduct(SIMD8<Float>(repeating: a[8 * step]), b)
-                    c9.addProduct(SIMD8<Float>(repeating: a[9 * step]), b)
-                    c10.addProduct(SIMD8<Float>(repeating: a[10 * step]), b)
-                    c11.addProduct(SIMD8<Float>(repeating: a[11 * step]), b)
-                    bp += 16
-                }
+            let r = (ky == 0 ? rows.0 : ky == 1 ? rows.1 : rows.2) + kx * cin
+            let a = (r, r + step, r + 2 * step, r + 3 * step, r + 4 * step, r + 5 * step,
+                     r + 6 * step, r + 7 * step, r + 8 * step, r + 9 * step, r + 10 * step, r + 11 * step)
+            for ci in 0..<cin {
+                sums.add(rows: 12, loadVector(bp), a, ci)
+                bp += 16
             }
         }
-        finishNarrow(c0, c, e)
-        finishNarrow(c1, c + ldc, e)
-        finishNarrow(c2, c + 2 * ldc, e)
-        finishNarrow(c3, c + 3 * ldc, e)
-        finishNarrow(c4, c + 4 * ldc, e)
-        finishNarrow(c5, c + 5 * ldc, e)
-        finishNarrow(c6, c + 6 * ldc, e)
-        finishNarrow(c7, c + 7 * ldc, e)
-        finishNarrow(c8, c + 8 * ldc, e)
-        finishNarrow(c9, c + 9 * ldc, e)
-        finishNarrow(c10, c + 10 * ldc, e)
-        finishNarrow(c11, c + 11 * ldc, e)
+        sums.finish(rows: 12, c: c, ldc: ldc, e)
     }
 
     /// `value`, hidden from the optimiser.

@@ -157,6 +157,10 @@ public enum PackedGEMM {
                 let cols = min(w, b.n - j * w)
                 let panel = b.values + j * k * w
                 let e = Epilogue(bias: b.bias + j * w, slopes: slopes + j * w, cols: cols, accumulate: accumulate, kind: epilogue)
+                if cols <= 8 {
+                    narrowPanel(rows: i0..<i1, k: k, a: a, lda: lda, panel: panel, c: c + j * w, ldc: ldc, e)
+                    continue
+                }
                 var i = i0
                 // Seven rows left run as 4 + 3: a lone last row would be one chain of dependent FMAs.
                 while i + tileRows <= i1 && i1 - i != tileRows + 1 {
@@ -178,6 +182,17 @@ public enum PackedGEMM {
         m: Int, a: UnsafePointer<Float>, lda: Int, b: PackedWeights, panels: Range<Int>,
         c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, epilogue: PackedEpilogue
     ) {
+        // A last panel of 8 or fewer columns runs the 8-float narrow tiles: half the work of a
+        // 16-float tile where 512-bit operations take two 256-bit halves (Zen 4), as much where
+        // they do not.
+        let narrow = panels.isEmpty ? nil : panels.last.flatMap { b.n - $0 * panelWidth <= 8 ? $0 : nil }
+        let panels = narrow == nil ? panels : panels.lowerBound..<panels.upperBound - 1
+        if let j = narrow {
+            let e = Epilogue(bias: b.bias + j * panelWidth, slopes: (b.slopes ?? b.bias) + j * panelWidth, cols: b.n - j * panelWidth,
+                             accumulate: accumulate, kind: epilogue)
+            narrowPanel(rows: 0..<m, k: b.k, a: a, lda: lda, panel: b.values + j * b.k * panelWidth, c: c + j * panelWidth, ldc: ldc, e)
+            if panels.isEmpty { return }
+        }
         let tile = AVX512Tiles.tileRows
         let blockRows = min(avx512BlockRows, max(tile, blockBytes / (4 * b.k) / tile * tile))
         let e = AVX512Tiles.Epilogue(bias: b.bias, slopes: b.slopes ?? b.bias, n: b.n, accumulate: accumulate,
@@ -213,6 +228,126 @@ public enum PackedGEMM {
         case 2: tile(rows: 2, k: k, a: a, lda: lda, panel: panel, c: c, ldc: ldc, e)
         case 1: tile(rows: 1, k: k, a: a, lda: lda, panel: panel, c: c, ldc: ldc, e)
         default: preconditionFailure("tail of \(rows) rows")
+        }
+    }
+
+    /// Rows per narrow tile (8 columns: twelve accumulators).
+    static let narrowTileRows = 12
+
+    /// Rows `rows` of a panel whose valid columns are 8 or fewer (`e.cols`), in tiles of 12 rows
+    /// by its first 8 columns.
+    static func narrowPanel(
+        rows: Range<Int>, k: Int, a: UnsafePointer<Float>, lda: Int, panel: UnsafePointer<Float>,
+        c: UnsafeMutablePointer<Float>, ldc: Int, _ e: Epilogue
+    ) {
+        var i = rows.lowerBound
+        while i + narrowTileRows <= rows.upperBound {
+            narrowTile(rows: 12, k: k, a: a + i * lda, lda: lda, panel: panel, c: c + i * ldc, ldc: ldc, e)
+            i += narrowTileRows
+        }
+        if i < rows.upperBound { narrowTail(rows: rows.upperBound - i, k: k, a: a + i * lda, lda: lda, panel: panel, c: c + i * ldc, ldc: ldc, e) }
+    }
+
+    /// The last 1 to 11 rows of a narrow panel, out of line.
+    @inline(never)
+    static func narrowTail(
+        rows: Int, k: Int, a: UnsafePointer<Float>, lda: Int, panel: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int, _ e: Epilogue
+    ) {
+        switch rows {
+        case 11: narrowTile(rows: 11, k: k, a: a, lda: lda, panel: panel, c: c, ldc: ldc, e)
+        case 10: narrowTile(rows: 10, k: k, a: a, lda: lda, panel: panel, c: c, ldc: ldc, e)
+        case 9: narrowTile(rows: 9, k: k, a: a, lda: lda, panel: panel, c: c, ldc: ldc, e)
+        case 8: narrowTile(rows: 8, k: k, a: a, lda: lda, panel: panel, c: c, ldc: ldc, e)
+        case 7: narrowTile(rows: 7, k: k, a: a, lda: lda, panel: panel, c: c, ldc: ldc, e)
+        case 6: narrowTile(rows: 6, k: k, a: a, lda: lda, panel: panel, c: c, ldc: ldc, e)
+        case 5: narrowTile(rows: 5, k: k, a: a, lda: lda, panel: panel, c: c, ldc: ldc, e)
+        case 4: narrowTile(rows: 4, k: k, a: a, lda: lda, panel: panel, c: c, ldc: ldc, e)
+        case 3: narrowTile(rows: 3, k: k, a: a, lda: lda, panel: panel, c: c, ldc: ldc, e)
+        case 2: narrowTile(rows: 2, k: k, a: a, lda: lda, panel: panel, c: c, ldc: ldc, e)
+        case 1: narrowTile(rows: 1, k: k, a: a, lda: lda, panel: panel, c: c, ldc: ldc, e)
+        default: preconditionFailure("narrow tail of \(rows) rows")
+        }
+    }
+
+    /// One narrow tile: `rows` (1...12, a constant where inlined) rows x the first 8 columns of
+    /// a panel over the whole `k`, summed in the order of every other tile (the same floats).
+    @_transparent
+    static func narrowTile(
+        rows: Int, k: Int, a: UnsafePointer<Float>, lda: Int, panel: UnsafePointer<Float>,
+        c: UnsafeMutablePointer<Float>, ldc: Int, _ e: Epilogue
+    ) {
+        var sums = NarrowSums()
+        // Rows past `rows` are never read.
+        let r = (a, a + lda, a + 2 * lda, a + 3 * lda, a + 4 * lda, a + 5 * lda,
+                 a + 6 * lda, a + 7 * lda, a + 8 * lda, a + 9 * lda, a + 10 * lda, a + 11 * lda)
+        var bp = panel
+        for p in 0..<k {
+            sums.add(rows: rows, loadVector(bp), r, p)
+            bp += 16
+        }
+        sums.finish(rows: rows, c: c, ldc: ldc, e)
+    }
+
+    /// The twelve accumulators of a narrow tile (12 rows x 8 columns), shared by the products'
+    /// and the dense convolutions' narrow tiles.
+    struct NarrowSums {
+        var c0 = SIMD8<Float>(), c1 = SIMD8<Float>(), c2 = SIMD8<Float>(), c3 = SIMD8<Float>()
+        var c4 = SIMD8<Float>(), c5 = SIMD8<Float>(), c6 = SIMD8<Float>(), c7 = SIMD8<Float>()
+        var c8 = SIMD8<Float>(), c9 = SIMD8<Float>(), c10 = SIMD8<Float>(), c11 = SIMD8<Float>()
+
+        /// Row `i` (below `rows`, a constant where inlined) += `a.i[p]` x `b`.
+        @_transparent
+        mutating func add(
+            rows: Int, _ b: SIMD8<Float>,
+            _ a: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>,
+                  UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>,
+                  UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>),
+            _ p: Int
+        ) {
+            c0.addProduct(SIMD8<Float>(repeating: a.0[p]), b)
+            if rows > 1 { c1.addProduct(SIMD8<Float>(repeating: a.1[p]), b) }
+            if rows > 2 { c2.addProduct(SIMD8<Float>(repeating: a.2[p]), b) }
+            if rows > 3 { c3.addProduct(SIMD8<Float>(repeating: a.3[p]), b) }
+            if rows > 4 { c4.addProduct(SIMD8<Float>(repeating: a.4[p]), b) }
+            if rows > 5 { c5.addProduct(SIMD8<Float>(repeating: a.5[p]), b) }
+            if rows > 6 { c6.addProduct(SIMD8<Float>(repeating: a.6[p]), b) }
+            if rows > 7 { c7.addProduct(SIMD8<Float>(repeating: a.7[p]), b) }
+            if rows > 8 { c8.addProduct(SIMD8<Float>(repeating: a.8[p]), b) }
+            if rows > 9 { c9.addProduct(SIMD8<Float>(repeating: a.9[p]), b) }
+            if rows > 10 { c10.addProduct(SIMD8<Float>(repeating: a.10[p]), b) }
+            if rows > 11 { c11.addProduct(SIMD8<Float>(repeating: a.11[p]), b) }
+        }
+
+        /// The epilogue and store of rows `0 ..< rows`, row `i` at `c + i * ldc`.
+        @_transparent
+        func finish(rows: Int, c: UnsafeMutablePointer<Float>, ldc: Int, _ e: Epilogue) {
+            finishNarrow(c0, c, e)
+            if rows > 1 { finishNarrow(c1, c + ldc, e) }
+            if rows > 2 { finishNarrow(c2, c + 2 * ldc, e) }
+            if rows > 3 { finishNarrow(c3, c + 3 * ldc, e) }
+            if rows > 4 { finishNarrow(c4, c + 4 * ldc, e) }
+            if rows > 5 { finishNarrow(c5, c + 5 * ldc, e) }
+            if rows > 6 { finishNarrow(c6, c + 6 * ldc, e) }
+            if rows > 7 { finishNarrow(c7, c + 7 * ldc, e) }
+            if rows > 8 { finishNarrow(c8, c + 8 * ldc, e) }
+            if rows > 9 { finishNarrow(c9, c + 9 * ldc, e) }
+            if rows > 10 { finishNarrow(c10, c + 10 * ldc, e) }
+            if rows > 11 { finishNarrow(c11, c + 11 * ldc, e) }
+        }
+    }
+
+    /// Bias, residual, activation and store of one narrow tile row (`e.cols`, 8 or fewer, columns).
+    @_transparent  // as @inline(__always) it was left out of line in the 12-row tiles
+    static func finishNarrow(_ v: SIMD8<Float>, _ out: UnsafeMutablePointer<Float>, _ e: Epilogue) {
+        var v = v + loadVector(e.bias)
+        if e.cols == 8 {
+            if e.accumulate { v += loadVector(out) }
+            activate(&v, e, 0)
+            storeVector(v, out)
+        } else {
+            if e.accumulate { for l in 0..<e.cols { v[l] += out[l] } }
+            activate(&v, e, 0)
+            for l in 0..<e.cols { out[l] = v[l] }
         }
     }
 
