@@ -429,7 +429,7 @@ public enum DenseConvolution {
 
     /// The narrow indirect tiles, except that runs of 12 output pixels of one row whose windows
     /// lie inside the image read their inputs at fixed offsets from three row pointers (one per
-    /// kernel row), the channels, stride and tap positions constants: the general tile keeps a
+    /// kernel row), the channel count and stride constants: the general tile keeps a
     /// pointer per pixel and tap, more than there are registers, and reloads them from the stack
     /// for a product of three channels. Pixels near the borders, and runs shorter than 12, take
     /// the general tiles; both sum the taps in the same order.

@@ -108,6 +108,7 @@ public enum PackedEpilogue: Equatable, Sendable {
 /// row and step of `k`, fused multiply-adds (AVX2 and FMA in this package's release builds;
 /// any target's SIMD otherwise). Rows of `a` are read in place (row stride `lda`), so the
 /// activations of a 1x1 convolution (NHWC: a row is a pixel) are its left-hand matrix as they are.
+/// A last panel of 8 or fewer columns runs tiles of 12 rows x 8 columns instead, on every kernel.
 public enum PackedGEMM {
     /// Columns per panel of packed weights, and per micro-kernel tile.
     public static let panelWidth = 16
