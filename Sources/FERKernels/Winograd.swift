@@ -337,28 +337,33 @@ public final class WinogradWeights: @unchecked Sendable {
     public init(weight: UnsafePointer<Float>, inputChannels cin: Int, outputChannels cout: Int,
                 bias: UnsafePointer<Float>?, slopes: UnsafePointer<Float>?) {
         precondition(cin >= 1 && cout >= 1, "Winograd weights for \(cin)->\(cout) channels")
-        let gm: [[Double]] = [[1.0 / 4, 0, 0], [-1.0 / 6, -1.0 / 6, -1.0 / 6], [-1.0 / 6, 1.0 / 6, -1.0 / 6],
-                              [1.0 / 24, 1.0 / 12, 1.0 / 6], [1.0 / 24, -1.0 / 12, 1.0 / 6], [0, 0, 1]]
+        let gm: [Double] = [1.0 / 4, 0, 0, -1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6, 1.0 / 6, -1.0 / 6,
+                            1.0 / 24, 1.0 / 12, 1.0 / 6, 1.0 / 24, -1.0 / 12, 1.0 / 6, 0, 0, 1]  // G, 6x3 row-major
         var transformed = [Float](repeating: 0, count: Winograd.points * cin * cout)
-        for ci in 0..<cin {
-            for co in 0..<cout {
-                // G g (6x3), then (G g) Gᵀ (6x6).
-                var left = [Double](repeating: 0, count: 18)
-                for i in 0..<6 {
-                    for kx in 0..<3 {
-                        var s = 0.0
-                        for ky in 0..<3 { s += gm[i][ky] * Double(weight[((ky * 3 + kx) * cin + ci) * cout + co]) }
-                        left[i * 3 + kx] = s
-                    }
-                }
-                for i in 0..<6 {
-                    for j in 0..<6 {
-                        var s = 0.0
-                        for kx in 0..<3 { s += left[i * 3 + kx] * gm[j][kx] }
-                        transformed[((i * 6 + j) * cin + ci) * cout + co] = Float(s)
+        gm.withUnsafeBufferPointer { gm in
+        transformed.withUnsafeMutableBufferPointer { u in
+            withUnsafeTemporaryAllocation(of: Double.self, capacity: 18) { left in
+                for ci in 0..<cin {
+                    for co in 0..<cout {
+                        // G g (6x3), then (G g) Gᵀ (6x6).
+                        for i in 0..<6 {
+                            for kx in 0..<3 {
+                                var s = 0.0
+                                for ky in 0..<3 { s += gm[i * 3 + ky] * Double(weight[((ky * 3 + kx) * cin + ci) * cout + co]) }
+                                left[i * 3 + kx] = s
+                            }
+                        }
+                        for i in 0..<6 {
+                            for j in 0..<6 {
+                                var s = 0.0
+                                for kx in 0..<3 { s += left[i * 3 + kx] * gm[j * 3 + kx] }
+                                u[((i * 6 + j) * cin + ci) * cout + co] = Float(s)
+                            }
+                        }
                     }
                 }
             }
+        }
         }
         points = transformed.withUnsafeBufferPointer { u in
             (0..<Winograd.points).map { p in
