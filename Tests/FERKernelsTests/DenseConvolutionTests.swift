@@ -119,6 +119,16 @@ final class DenseConvolutionTests: XCTestCase {
                 let label = "\(cin)->\(cout) s\(stride) \(h)x\(w)"
                 XCTAssertLessThan(largestDifference(rows, expected), 1e-4, label)
                 XCTAssertTrue(rows == general, "\(label): the row tiles differ from the general tiles")
+                // Into a channel slice of a wider output (a concatenation): the same values, the
+                // other channels untouched.
+                let slice = try ConvolutionGeometry(batch: 2, height: h, width: w, inputChannels: cin, outputChannels: cout,
+                                                    outputStride: cout + 3, kernel: 3, stride: stride, padding: 1)
+                var wider = [Float](repeating: -7, count: dense.pixels * (cout + 3))
+                DenseConvolution.convolve(slice, input: input, weights: packed, output: &wider, epilogue: .leakyRelu(0.1), scratch: &scratch)
+                for p in 0..<dense.pixels {
+                    XCTAssertEqual(Array(wider[p * (cout + 3) ..< p * (cout + 3) + cout]), Array(rows[p * cout ..< (p + 1) * cout]), "\(label) pixel \(p)")
+                    XCTAssertEqual(Array(wider[p * (cout + 3) + cout ..< (p + 1) * (cout + 3)]), [-7, -7, -7], "\(label) pixel \(p)")
+                }
             }
         }
     }
