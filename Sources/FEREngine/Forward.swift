@@ -305,15 +305,6 @@ extension ExecutionPlan {
     ) {
         Depthwise.convolve(g, input: input, weights: d.weight, bias: d.bias, output: output, rows: rows, lanes: lanes)
         if case .identity = d.activation { return }
-        let perChannel: Bool
-        if case .prelu = d.activation { perChannel = true } else { perChannel = false }
-        if !perChannel && lanes.count == o.channels {
-            // Every channel of these rows, contiguous: one run (RetinaFace's 8-channel layers
-            // would otherwise take a row of 8 floats at a time).
-            Elementwise.biasActivation(output + rows.lowerBound * o.width * o.channels, rows: 1, cols: rows.count * o.width * o.channels,
-                                       ld: rows.count * o.width * o.channels, bias: nil, activation: d.activation)
-            return
-        }
         Elementwise.biasActivation(output + rows.lowerBound * o.width * o.channels + g.channelOffset + lanes.lowerBound,
                                    rows: rows.count * o.width, cols: lanes.count, ld: o.channels, bias: nil,
                                    activation: d.activation.channels(from: lanes.lowerBound))
@@ -372,7 +363,7 @@ extension ExecutionPlan {
     /// channel (its transforms, mostly additions, are not counted).
     func executedMultiplyAccumulates(_ step: Step) -> Int {
         if case .convolution(let c) = step.work, case .winograd = c.gemm, let g = c.geometry {
-            return Winograd.tileCount(g) * 36 * c.cin * c.cout
+            return Winograd.multiplyAccumulates(g)
         }
         return multiplyAccumulates(step)
     }

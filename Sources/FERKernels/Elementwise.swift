@@ -30,6 +30,16 @@ public enum Elementwise {
         _ x: UnsafeMutablePointer<Float>, rows: Int, cols: Int, ld: Int,
         bias: UnsafePointer<Float>?, activation: Activation
     ) {
+        // Contiguous rows, no bias, and an activation whose vector and scalar code give the same
+        // values bit for bit (leaky ReLU): one run (rows of a few channels, RetinaFace's 8, would
+        // otherwise go 8 floats at a time). Not the others: the last columns of a row take the
+        // scalar code (h_swish, sigmoid, and ReLU's sign of zero differ there), and a run over the
+        // rows would move that split with the row count, and a batch's floats with it.
+        var sameEverywhere = false
+        if case .leakyRelu = activation { sameEverywhere = true }
+        if ld == cols && rows > 1 && bias == nil && sameEverywhere {
+            return biasActivation(x, rows: 1, cols: rows * cols, ld: rows * cols, bias: nil, activation: activation)
+        }
         let vectorEnd = cols & ~7
         for r in 0..<rows {
             let row = x + r * ld

@@ -144,6 +144,17 @@ public enum PackedGEMM {
         precondition(epilogue != .prelu || b.slopes != nil, "PReLU epilogue on weights packed without slopes")
         let kernel = kernel ?? MicroKernel.forProduct(inner: b.k)
         precondition(MicroKernel.available.contains(kernel), "\(kernel) tiles on a CPU or build without them")
+        var panels = panels
+        if let j = panels.last, b.n - j * panelWidth <= 8 {
+            // A last panel of 8 or fewer columns runs the 8-float narrow tiles, whatever the
+            // kernel: a 16-float tile there is mostly padding (twice the work where 512-bit
+            // operations take two 256-bit halves, as on Zen 4).
+            let e = Epilogue(bias: b.bias + j * panelWidth, slopes: (b.slopes ?? b.bias) + j * panelWidth, cols: b.n - j * panelWidth,
+                             accumulate: accumulate, kind: epilogue)
+            narrowPanel(rows: 0..<m, k: b.k, a: a, lda: lda, panel: b.values + j * b.k * panelWidth, c: c + j * panelWidth, ldc: ldc, e)
+            panels = panels.lowerBound..<j
+            if panels.isEmpty { return }
+        }
         if kernel == .avx512 {
             return multiplyAVX512(m: m, a: a, lda: lda, b: b, panels: panels, c: c, ldc: ldc, accumulate: accumulate, epilogue: epilogue)
         }
@@ -158,10 +169,6 @@ public enum PackedGEMM {
                 let cols = min(w, b.n - j * w)
                 let panel = b.values + j * k * w
                 let e = Epilogue(bias: b.bias + j * w, slopes: slopes + j * w, cols: cols, accumulate: accumulate, kind: epilogue)
-                if cols <= 8 {
-                    narrowPanel(rows: i0..<i1, k: k, a: a, lda: lda, panel: panel, c: c + j * w, ldc: ldc, e)
-                    continue
-                }
                 var i = i0
                 // Seven rows left run as 4 + 3: a lone last row would be one chain of dependent FMAs.
                 while i + tileRows <= i1 && i1 - i != tileRows + 1 {
@@ -183,17 +190,6 @@ public enum PackedGEMM {
         m: Int, a: UnsafePointer<Float>, lda: Int, b: PackedWeights, panels: Range<Int>,
         c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, epilogue: PackedEpilogue
     ) {
-        // A last panel of 8 or fewer columns runs the 8-float narrow tiles: half the work of a
-        // 16-float tile where 512-bit operations take two 256-bit halves (Zen 4), as much where
-        // they do not.
-        let narrow = panels.isEmpty ? nil : panels.last.flatMap { b.n - $0 * panelWidth <= 8 ? $0 : nil }
-        let panels = narrow == nil ? panels : panels.lowerBound..<panels.upperBound - 1
-        if let j = narrow {
-            let e = Epilogue(bias: b.bias + j * panelWidth, slopes: (b.slopes ?? b.bias) + j * panelWidth, cols: b.n - j * panelWidth,
-                             accumulate: accumulate, kind: epilogue)
-            narrowPanel(rows: 0..<m, k: b.k, a: a, lda: lda, panel: b.values + j * b.k * panelWidth, c: c + j * panelWidth, ldc: ldc, e)
-            if panels.isEmpty { return }
-        }
         let tile = AVX512Tiles.tileRows
         let blockRows = min(avx512BlockRows, max(tile, blockBytes / (4 * b.k) / tile * tile))
         let e = AVX512Tiles.Epilogue(bias: b.bias, slopes: b.slopes ?? b.bias, n: b.n, accumulate: accumulate,

@@ -45,6 +45,12 @@ public enum Winograd {
     /// Tiles of the whole batch, in `(n, row, column)` order: what threads share.
     public static func tileCount(_ g: ConvolutionGeometry) -> Int { g.batch * tilesDown(g) * tilesAcross(g) }
 
+    /// The multiply-adds of the 36 products for `g`: per tile, point, input and output channel
+    /// (the transforms, mostly additions, not counted).
+    public static func multiplyAccumulates(_ g: ConvolutionGeometry) -> Int {
+        tileCount(g) * points * g.inputChannels * g.outputChannels
+    }
+
     /// Tiles per block: a multiple of the AVX-512 tile's 12 rows, about ``blockFloats`` of
     /// transformed windows and products.
     static func blockTiles(_ g: ConvolutionGeometry) -> Int {
@@ -82,7 +88,8 @@ public enum Winograd {
         let transformed = scratch, products = scratch + block * points * cin
         let zeros = products + block * points * cout
         zeros.update(repeating: 0, count: cin)
-        let e = OutputEpilogue(bias: weights.bias, slopes: weights.slopes ?? weights.bias, accumulate: accumulate, kind: epilogue)
+        let e = PackedGEMM.Epilogue(bias: weights.bias, slopes: weights.slopes ?? weights.bias, cols: cout, accumulate: accumulate,
+                                    kind: epilogue)
         var t0 = range.lowerBound
         while t0 < range.upperBound {
             let count = min(block, range.upperBound - t0)
@@ -198,17 +205,12 @@ public enum Winograd {
 
     // MARK: Output transform
 
-    /// The bias, residual and activation the output transform applies.
-    struct OutputEpilogue {
-        let bias: UnsafePointer<Float>, slopes: UnsafePointer<Float>
-        let accumulate: Bool, kind: PackedEpilogue
-    }
-
     /// Transforms tile `t`'s products back (`Aᵀ m A`, point `p` of the output channels at `from + p * pointStride`)
-    /// and writes its output pixels that are inside the image, through the epilogue.
+    /// and writes its output pixels that are inside the image, through the epilogue (`e` for
+    /// every output channel).
     static func transformOutput(
         _ g: ConvolutionGeometry, tile t: Int, from products: UnsafePointer<Float>, pointStride: Int,
-        output: UnsafeMutablePointer<Float>, _ e: OutputEpilogue
+        output: UnsafeMutablePointer<Float>, _ e: PackedGEMM.Epilogue
     ) {
         let o = origin(g, tile: t)
         let rows = min(tile, g.outHeight - o.y), columns = min(tile, g.outWidth - o.x)
@@ -232,7 +234,7 @@ public enum Winograd {
     static func transformOutput(
         lanes: Int, _ g: ConvolutionGeometry, _ m: UnsafePointer<Float>, _ pointStride: Int,
         _ partial: UnsafeMutablePointer<SIMD8<Float>>, _ out: UnsafeMutablePointer<Float>, _ rows: Int, _ columns: Int,
-        _ c: Int, _ e: OutputEpilogue
+        _ c: Int, _ e: PackedGEMM.Epilogue
     ) {
         // Down each column of points first (Aᵀ m: 4 rows of 6), then along the rows.
         for j in 0..<span {
@@ -241,15 +243,16 @@ public enum Winograd {
                                     load(m + (24 + j) * pointStride, lanes), load(m + (30 + j) * pointStride, lanes))
             partial[j] = v.0; partial[6 + j] = v.1; partial[12 + j] = v.2; partial[18 + j] = v.3
         }
-        let bias = load(e.bias + c, lanes)
+        // These channels' bias and slopes (padded to whole vectors in WinogradWeights).
+        let e = PackedGEMM.Epilogue(bias: e.bias + c, slopes: e.slopes + c, cols: lanes, accumulate: e.accumulate, kind: e.kind)
         for i in 0..<rows {
             let q = partial + i * span
             let v = outputTransform(q[0], q[1], q[2], q[3], q[4], q[5])
             let line = out + i * g.outWidth * g.outputStride
-            finish(v.0, bias, line, lanes, c, e)
-            if columns > 1 { finish(v.1, bias, line + g.outputStride, lanes, c, e) }
-            if columns > 2 { finish(v.2, bias, line + 2 * g.outputStride, lanes, c, e) }
-            if columns > 3 { finish(v.3, bias, line + 3 * g.outputStride, lanes, c, e) }
+            PackedGEMM.finishNarrow(v.0, line, e)
+            if columns > 1 { PackedGEMM.finishNarrow(v.1, line + g.outputStride, e) }
+            if columns > 2 { PackedGEMM.finishNarrow(v.2, line + 2 * g.outputStride, e) }
+            if columns > 3 { PackedGEMM.finishNarrow(v.3, line + 3 * g.outputStride, e) }
         }
     }
 
@@ -272,21 +275,6 @@ public enum Winograd {
         return (m0 + sum12 + sum34, r1, r2, r3)
     }
 
-    /// Bias, residual, activation and store of `lanes` channels of one output pixel.
-    @_transparent  // as @inline(__always) it was left out of line, a call per pixel
-    static func finish(_ v: SIMD8<Float>, _ bias: SIMD8<Float>, _ out: UnsafeMutablePointer<Float>, _ lanes: Int, _ c: Int,
-                       _ e: OutputEpilogue) {
-        var v = v + bias
-        if e.accumulate { v += load(out, lanes) }
-        switch e.kind {
-        case .identity: break
-        case .relu: v.replace(with: 0, where: v .< 0)
-        case .leakyRelu(let slope): v.replace(with: v * slope, where: v .< 0)
-        case .prelu: v.replace(with: v * load(e.slopes + c, lanes), where: v .< 0)
-        }
-        store(v, out, lanes)
-    }
-
     // MARK: Vectors of 1 to 8 channels
 
     @inline(__always)
@@ -296,9 +284,6 @@ public enum Winograd {
         for l in 0..<lanes { v[l] = p[l] }
         return v
     }
-
-    @inline(__always)
-    static func load(_ p: UnsafeMutablePointer<Float>, _ lanes: Int) -> SIMD8<Float> { load(UnsafePointer(p), lanes) }
 
     @inline(__always)
     static func store(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>, _ lanes: Int) {
@@ -327,7 +312,7 @@ public final class WinogradWeights: @unchecked Sendable {
     /// `U[p]` for the 36 points, row-major over the transformed window.
     public let points: [PackedWeights]
     /// The bias (zeros where there is none) and the PReLU slopes (nil when none were given),
-    /// `outputChannels` each.
+    /// `outputChannels` each, zeros after them to a whole number of 8-float vectors.
     public let bias: UnsafePointer<Float>
     public let slopes: UnsafePointer<Float>?
     private let storage: UnsafeMutablePointer<Float>
@@ -370,15 +355,16 @@ public final class WinogradWeights: @unchecked Sendable {
                 PackedWeights(b: u.baseAddress! + p * cin * cout, k: cin, n: cout, ldb: cout, bias: nil, slopes: nil)
             }
         }
-        storage = .allocate(capacity: 2 * cout)
-        storage.initialize(repeating: 0, count: 2 * cout)
+        let padded = (cout + 7) & ~7
+        storage = .allocate(capacity: 2 * padded)
+        storage.initialize(repeating: 0, count: 2 * padded)
         if let bias { storage.update(from: bias, count: cout) }
-        if let slopes { (storage + cout).update(from: slopes, count: cout) }
+        if let slopes { (storage + padded).update(from: slopes, count: cout) }
         inputChannels = cin
         outputChannels = cout
         self.bias = UnsafePointer(storage)
-        self.slopes = slopes == nil ? nil : UnsafePointer(storage + cout)
-        byteCount = points.reduce(2 * cout * MemoryLayout<Float>.size) { $0 + $1.byteCount }
+        self.slopes = slopes == nil ? nil : UnsafePointer(storage + padded)
+        byteCount = points.reduce(2 * padded * MemoryLayout<Float>.size) { $0 + $1.byteCount }
     }
 
     deinit { storage.deallocate() }

@@ -13,7 +13,7 @@ public enum ProcessMemory {
     /// Makes glibc's malloc reuse freed photo-sized buffers instead of returning them to the
     /// system: by default a buffer of more than 128 KiB (a decoded photo, the detector's input) is
     /// mapped fresh and unmapped when freed, and every page of it is faulted in and zeroed again
-    /// for the next photo (about 3.5 ms of a 1280x886 photo's pass: docs/BENCHMARKS.md). Peak
+    /// for the next photo (about 4 ms of a 1280x886 photo's 72 ms: docs/BENCHMARKS.md). Peak
     /// memory barely moves; what was freed stays with the process up to ``retainedLimit``.
     /// `fer-infer` calls it once the detector is loaded (model loading keeps malloc's defaults:
     /// its temporary buffers, returned to the system, do not raise the peak of a run that
