@@ -81,6 +81,18 @@ int fer_jpeg_read_header(fer_jpeg *decoder, const unsigned char *data, size_t si
     }
     info->progressive = decoder->cinfo.progressive_mode ? 1 : 0;
     info->arithmetic = decoder->cinfo.arith_code ? 1 : 0;
+    /* jdinput.c's rule for has_multiple_scans, from the first SOS that jpeg_read_header stopped at; the
+       buffer is jdcoefct.c's whole_image arrays. */
+    info->coefficient_bytes = 0;
+    if (decoder->cinfo.progressive_mode || decoder->cinfo.comps_in_scan < decoder->cinfo.num_components) {
+        for (int c = 0; c < decoder->cinfo.num_components; c++) {
+            const jpeg_component_info *comp = &decoder->cinfo.comp_info[c];
+            unsigned long long h = (unsigned long long)comp->h_samp_factor, v = (unsigned long long)comp->v_samp_factor;
+            unsigned long long columns = (comp->width_in_blocks + h - 1) / h * h;
+            unsigned long long rows = (comp->height_in_blocks + v - 1) / v * v;
+            info->coefficient_bytes += columns * rows * sizeof(JBLOCK);
+        }
+    }
     return 0;
 }
 

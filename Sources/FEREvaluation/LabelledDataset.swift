@@ -90,6 +90,14 @@ public struct LabelledDataset: Sendable {
     public var images: [LabelledImage]
     /// The dataset's labels and the model classes they map to, in the order first met.
     public var mapping: [ClassMapping]
+    /// Label-file lines that repeat an earlier line's image with the same class, as `file:line`: each image
+    /// is evaluated once, and these are counted in the report. (The same image with another class is a
+    /// ``DatasetError`` naming both lines.)
+    public var duplicates: [String] = []
+
+    /// Most bytes in one line of a label file: 64 KiB (a Linux path holds at most 4096). A longer line is
+    /// refused as soon as it is met, naming it and quoting its start.
+    public static let maxLineBytes = 1 << 16
 
     /// The RAF-DB label file, relative to the dataset root.
     public static let rafdbLabelFile = "EmoLabel/list_patition_label.txt"
@@ -128,8 +136,8 @@ public struct LabelledDataset: Sendable {
 
     private static func loadRAFDB(_ root: String, classNames: [String], split: RAFDBSplit) throws(DatasetError) -> LabelledDataset {
         let labelFile = join(root, rafdbLabelFile)
-        let text: String
-        do { text = try readText(labelFile) } catch let error where error.kind == .unreadable(reason: "No such file or directory") {
+        let lines: [(Int, String)]
+        do { lines = try readLines(labelFile) } catch let error where error.kind == .unreadable(reason: "No such file or directory") {
             throw DatasetError(file: labelFile, kind: .missingLabelFile)
         }
         // RAF-DB's numbers 1...7 are its own class order; each maps to the model class of that name.
@@ -143,9 +151,9 @@ public struct LabelledDataset: Sendable {
         }
         let prefix = split.rawValue + "_"
         let folder = join(root, rafdbImageFolder)
-        var images: [LabelledImage] = []
+        var images = ImageList(file: labelFile)
         var seen = Set<Int>()
-        for (number, line) in lines(of: text) {
+        for (number, line) in lines {
             let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
             guard fields.count == 2 else {
                 throw DatasetError(file: labelFile, line: number, kind: .malformedLine(expected: "'NAME.jpg LABEL'", got: line))
@@ -159,16 +167,17 @@ public struct LabelledDataset: Sendable {
             }
             guard name.hasPrefix(prefix) else { continue }
             let stem = name.lastIndex(of: ".").map { String(name[..<$0]) } ?? name
-            images.append(LabelledImage(path: Array(join(folder, stem + "_aligned.jpg").utf8), label: toModel[value - 1],
-                                        source: "\(labelFile):\(number)"))
+            try images.add(LabelledImage(path: Array(join(folder, stem + "_aligned.jpg").utf8), label: toModel[value - 1],
+                                         source: "\(labelFile):\(number)"), line: number, label: label)
             seen.insert(value)
         }
-        guard !images.isEmpty else { throw DatasetError(file: labelFile, kind: .noImages(split: split.rawValue)) }
+        guard !images.images.isEmpty else { throw DatasetError(file: labelFile, kind: .noImages(split: split.rawValue)) }
         let mapping = seen.sorted().map {
             ClassMapping(datasetLabel: "\($0) \(rafdbNames[$0 - 1])", modelClass: toModel[$0 - 1],
                          modelName: classNames[toModel[$0 - 1]], rule: "rafdb")
         }
-        return LabelledDataset(root: root, layout: .rafdb, split: split, images: images, mapping: mapping)
+        return LabelledDataset(root: root, layout: .rafdb, split: split, images: images.images, mapping: mapping,
+                               duplicates: images.duplicates)
     }
 
     // MARK: Class folders
@@ -216,13 +225,12 @@ public struct LabelledDataset: Sendable {
     // MARK: Lists
 
     private static func loadList(_ file: String, classNames: [String]) throws(DatasetError) -> LabelledDataset {
-        let text = try readText(file)
+        let allLines = try readLines(file)
         let base = file.lastIndex(of: "/").map { String(file[...$0]) } ?? ""
-        let allLines = lines(of: text)
         // TSV when the name says so or the first line has a tab; CSV otherwise.
         let tab = file.lowercased().hasSuffix(".tsv") || (allLines.first?.1.contains("\t") ?? false)
         let expected = tab ? "'path<TAB>label'" : "'path,label'"
-        var images: [LabelledImage] = []
+        var images = ImageList(file: file)
         var mapping: [ClassMapping] = []
         for (index, (number, line)) in allLines.enumerated() {
             guard let fields = splitFields(line, separator: tab ? "\t" : ","), fields.count == 2 else {
@@ -242,10 +250,12 @@ public struct LabelledDataset: Sendable {
                 mapping.append(entry)
             }
             let full = path.hasPrefix("/") ? path : base + path
-            images.append(LabelledImage(path: Array(full.utf8), label: entry.modelClass, source: "\(file):\(number)"))
+            try images.add(LabelledImage(path: Array(full.utf8), label: entry.modelClass, source: "\(file):\(number)"),
+                           line: number, label: label)
         }
-        guard !images.isEmpty else { throw DatasetError(file: file, kind: .noImages(split: nil)) }
-        return LabelledDataset(root: file, layout: .list, split: nil, images: images, mapping: mapping)
+        guard !images.images.isEmpty else { throw DatasetError(file: file, kind: .noImages(split: nil)) }
+        return LabelledDataset(root: file, layout: .list, split: nil, images: images.images, mapping: mapping,
+                               duplicates: images.duplicates)
     }
 
     /// The fields of one CSV/TSV line; double quotes around a field allow the separator inside it
@@ -311,32 +321,66 @@ public struct LabelledDataset: Sendable {
 
     static func join(_ a: String, _ b: String) -> String { a.hasSuffix("/") ? a + b : a + "/" + b }
 
-    /// Non-empty, non-comment (`#`) lines with their 1-based numbers (LF or CRLF line ends).
-    static func lines(of text: String) -> [(Int, String)] {
-        var out: [(Int, String)] = []
-        // "\r\n" is one Character in Swift.
-        for (i, raw) in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).enumerated() {
-            var line = String(raw)
-            if i == 0, line.hasPrefix("\u{FEFF}") { line.removeFirst() }
-            let trimmed = line.trimmingSpaces
-            if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
-            out.append((i + 1, line))
-        }
-        return out
-    }
-
-    /// A label file as UTF-8 text (at most 256 MiB).
-    static func readText(_ path: String) throws(DatasetError) -> String {
+    /// The non-empty, non-comment (`#`) lines of a label file (UTF-8, at most 256 MiB) with their
+    /// 1-based numbers; LF or CRLF line ends, a leading byte-order mark dropped. A line over
+    /// ``maxLineBytes``, holding a NUL byte (which would end the path at the system call) or not UTF-8 is
+    /// refused, naming its number.
+    static func readLines(_ path: String) throws(DatasetError) -> [(Int, String)] {
         let bytes: [UInt8]
         do { bytes = try ImageDecoder.readFile(pathBytes: Array(path.utf8), maxBytes: 1 << 28) } catch {
-            if error.kind == .emptyFile { return "" }
+            if error.kind == .emptyFile { return [] }
             let reason = error.kind == .fileNotFound ? "No such file or directory" : error.message
             throw DatasetError(file: path, kind: .unreadable(reason: reason))
         }
-        guard let text = String(validating: bytes, as: UTF8.self) else {
-            throw DatasetError(file: path, kind: .unreadable(reason: "not UTF-8 text"))
+        var out: [(Int, String)] = []
+        var start = 0, number = 0
+        while start < bytes.count {
+            number += 1
+            let end = bytes[start...].firstIndex(of: UInt8(ascii: "\n")) ?? bytes.count
+            guard end - start <= maxLineBytes else {
+                throw DatasetError(file: path, line: number, kind: .lineTooLong(
+                    limit: maxLineBytes, start: String(decoding: bytes[start..<start + DatasetError.quotedBytes], as: UTF8.self)))
+            }
+            var line = bytes[start..<end]
+            start = end + 1
+            if line.last == UInt8(ascii: "\r") { line = line.dropLast() }
+            if number == 1, line.starts(with: [0xEF, 0xBB, 0xBF]) { line = line.dropFirst(3) }
+            if let nul = line.firstIndex(of: 0) {
+                throw DatasetError(file: path, line: number, kind: .nulByte(column: nul - line.startIndex + 1))
+            }
+            guard let text = String(validating: line, as: UTF8.self) else {
+                throw DatasetError(file: path, line: number, kind: .unreadable(reason: "not UTF-8 text"))
+            }
+            let trimmed = text.trimmingSpaces
+            if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
+            out.append((number, text))
         }
-        return text
+        return out
+    }
+}
+
+/// The images of a label file as its lines are read: an image listed again with the same class is
+/// counted as a duplicate and kept once; with another class, it is an error naming both lines.
+private struct ImageList {
+    let file: String
+    var images: [LabelledImage] = []
+    var duplicates: [String] = []
+    /// Per image path: its index in `images`, its line and its label as written.
+    private var first: [[UInt8]: (index: Int, line: Int, label: String)] = [:]
+
+    init(file: String) { self.file = file }
+
+    mutating func add(_ image: LabelledImage, line: Int, label: String) throws(DatasetError) {
+        if let earlier = first[image.path] {
+            guard images[earlier.index].label == image.label else {
+                throw DatasetError(file: file, line: line, kind: .conflictingLabels(
+                    image: image.displayPath, label: label, otherLine: earlier.line, otherLabel: earlier.label))
+            }
+            duplicates.append("\(file):\(line)")
+            return
+        }
+        first[image.path] = (images.count, line, label)
+        images.append(image)
     }
 }
 

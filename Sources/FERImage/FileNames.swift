@@ -6,9 +6,13 @@ import Glibc
 /// `String` holds. Paths here are kept as their bytes for every system call, and shown with each
 /// byte that is not UTF-8 written as `\xNN`.
 public enum FileNames {
-    /// `bytes` as text for messages and JSON: valid UTF-8 as it is, other bytes as `\xNN`.
+    /// `bytes` as text for messages and JSON: valid UTF-8 as it is, other bytes as `\xNN`, and control
+    /// characters (C0, DEL, C1) escaped too, so that a name holding a newline or a terminal escape can
+    /// neither split a line of output nor drive the terminal: `a\nb.png` is shown as `a\x0ab.png`.
     public static func display(_ bytes: [UInt8]) -> String {
-        if let text = String(validating: bytes, as: UTF8.self) { return text }
+        if let text = String(validating: bytes, as: UTF8.self), !text.unicodeScalars.contains(where: isControl) {
+            return text
+        }
         var out = ""
         var parser = Unicode.UTF8.ForwardParser()
         var iterator = bytes.makeIterator()
@@ -16,19 +20,35 @@ public enum FileNames {
         loop: while true {
             switch parser.parseScalar(from: &iterator) {
             case .valid(let encoded):
-                out.unicodeScalars.append(Unicode.UTF8.decode(encoded))
+                let scalar = Unicode.UTF8.decode(encoded)
+                if isControl(scalar) {
+                    out += scalar.value < 0x80 ? hexEscape(UInt8(scalar.value)) : "\\u{\(String(scalar.value, radix: 16))}"
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
                 offset += encoded.count
             case .error(let length):
-                for b in bytes[offset..<offset + length] {
-                    let hex = String(b, radix: 16, uppercase: false)
-                    out += "\\x" + (hex.count == 1 ? "0" + hex : hex)
-                }
+                for b in bytes[offset..<offset + length] { out += hexEscape(b) }
                 offset += length
             case .emptyInput:
                 break loop
             }
         }
         return out
+    }
+
+    /// ``display(_:)`` for a name already held as a `String` (a command-line argument, a label).
+    public static func display(_ text: String) -> String {
+        text.unicodeScalars.contains(where: isControl) ? display(Array(text.utf8)) : text
+    }
+
+    private static func isControl(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value)
+    }
+
+    private static func hexEscape(_ byte: UInt8) -> String {
+        let hex = String(byte, radix: 16, uppercase: false)
+        return "\\x" + (hex.count == 1 ? "0" + hex : hex)
     }
 
     /// The raw bytes of the command-line arguments that decoded to `arguments` (as the argument
@@ -51,7 +71,7 @@ public enum FileNames {
     }
 
     /// Calls `body` with `path` as a NUL-terminated C string.
-    static func withCString<T>(_ path: [UInt8], _ body: (UnsafePointer<CChar>) throws -> T) rethrows -> T {
+    public static func withCString<T>(_ path: [UInt8], _ body: (UnsafePointer<CChar>) throws -> T) rethrows -> T {
         try (path + [0]).withUnsafeBufferPointer { buffer in
             try buffer.withMemoryRebound(to: CChar.self) { try body($0.baseAddress!) }
         }

@@ -37,20 +37,57 @@ public struct ImageDecodingOptions: Sendable, Equatable {
 
     /// The default ``maxJPEGScans``: 100.
     public static let defaultMaxJPEGScans = 100
+    /// Largest whole-image coefficient buffer a progressive or multi-scan JPEG may make libjpeg allocate,
+    /// in bytes, computed from the header before decoding starts; `nil` for no limit. That buffer holds
+    /// 2 bytes per sample of every component before upsampling (6 bytes a pixel at 4:4:4, 3 at 4:2:0),
+    /// on top of the 3-byte RGB result, so without a budget a 540 KB progressive 4:4:4 file of 9450x9450
+    /// (within PIL's pixel limit, which is all PIL checks) costs 835 MB.
+    public var maxJPEGCoefficientBytes: Int?
 
-    /// Options with PIL's pixel limit, a 1 GiB file limit, extension mismatches as notes and at most 100
-    /// scans per JPEG.
+    /// The default ``maxJPEGCoefficientBytes``: 256 MiB, which every 4:2:0 image within PIL's pixel limit
+    /// fits (89,478,485 pixels x 3 bytes), and a 4:4:4 one up to 44.7 million pixels (6688 x 6688).
+    public static let defaultMaxJPEGCoefficientBytes = 1 << 28
+
+    /// Which library's reading of the samples the result reproduces.
+    public var reading: PixelReading
+
+    /// Options with PIL's pixel limit, a 1 GiB file limit, extension mismatches as notes, at most 100
+    /// scans and a 256 MiB coefficient buffer per JPEG, and PIL's reading of the samples.
     public init(maxPixels: Int? = ImageDecodingOptions.pilMaxImagePixels, maxFileBytes: Int = 1 << 30,
                 extensionMismatch: ExtensionPolicy = .note,
-                maxJPEGScans: Int? = ImageDecodingOptions.defaultMaxJPEGScans) {
+                maxJPEGScans: Int? = ImageDecodingOptions.defaultMaxJPEGScans,
+                maxJPEGCoefficientBytes: Int? = ImageDecodingOptions.defaultMaxJPEGCoefficientBytes,
+                reading: PixelReading = .pil) {
         self.maxPixels = maxPixels
         self.maxFileBytes = maxFileBytes
         self.extensionMismatch = extensionMismatch
         self.maxJPEGScans = maxJPEGScans
+        self.maxJPEGCoefficientBytes = maxJPEGCoefficientBytes
+        self.reading = reading
+    }
+
+    /// These options with ``reading`` set to ``PixelReading/opencv``: how photos are read for detection.
+    public var forPhotos: ImageDecodingOptions {
+        var options = self
+        options.reading = .opencv
+        return options
     }
 
     /// The defaults.
     public static let `default` = ImageDecodingOptions()
+}
+
+/// Whose reading of an image file's samples the 8-bit RGB result reproduces. The two differ only where
+/// PIL and OpenCV do: 16-bit grey PNG.
+public enum PixelReading: Sendable, Equatable {
+    /// PIL's `Image.open(f).convert('RGB')`, the LFNSB authors' evaluation transform: what aligned crops
+    /// are read with. 16-bit grey is clipped, `min(v, 255)` (PIL's mode `I;16` to RGB), which turns most
+    /// of a 16-bit photo white.
+    case pil
+    /// OpenCV's `cv2.imread(f, cv2.IMREAD_COLOR)` (its BGR turned to RGB), with which the authors ran the
+    /// detector: what photos are read with. 16-bit grey keeps each sample's high byte, as OpenCV's
+    /// `png_set_strip_16` does (checked against opencv-python-headless 5.0.0.93).
+    case opencv
 }
 
 /// A decoded image with what is known about its source.
@@ -69,6 +106,12 @@ public struct DecodedImage: Sendable, Equatable {
 
     /// True when the image is not 112x112 and preprocessing resizes it.
     public var needsResize: Bool { image.needsResize }
+
+    /// True when the other ``PixelReading`` gives other pixels for this file (a 16-bit grey PNG), so that
+    /// a caller who decoded it for one use and needs the other decodes it again.
+    public var readingMatters: Bool {
+        format == .png && ["16-bit grey", "16-bit grey, interlaced"].contains(sourceDescription)
+    }
 
     /// Makes a decoded image record.
     public init(path: String, image: RGBImage, format: ImageFormat, sourceDescription: String, notes: [ImageNote]) {
@@ -97,7 +140,8 @@ public struct DecodedImage: Sendable, Equatable {
 ///
 /// Conversions (each verified against Pillow 13.0.0, see Tests/Fixtures/images/README.md):
 /// - grey 1/2/4-bit: scaled to 0...255 (v * 255 / (2^bits - 1)); grey 8-bit copied to R, G and B;
-/// - grey 16-bit (PIL mode `I;16`): clipped, `min(v, 255)`, not scaled;
+/// - grey 16-bit (PIL mode `I;16`): clipped, `min(v, 255)`, not scaled; with ``PixelReading/opencv``
+///   (photos), the high byte, as OpenCV's `imread`;
 /// - grey+alpha, RGB, RGBA at 16 bits: the high byte of each sample; alpha is dropped, never composited;
 /// - palette: the PLTE colour, indices past the end of PLTE are black; tRNS is ignored (as for grey and RGB);
 /// - JPEG grey: replicated; CMYK: inverted (Adobe convention, PIL's `CMYK;I`) and converted with PIL's
@@ -154,9 +198,10 @@ public enum ImageDecoder {
         let source: String
         do {
             switch format {
-            case .png: (image, source) = try PNGDecoding.decode(bytes, maxPixels: options.maxPixels)
+            case .png: (image, source) = try PNGDecoding.decode(bytes, maxPixels: options.maxPixels, reading: options.reading)
             case .jpeg:
-                (image, source) = try JPEGDecoding.decode(bytes, maxPixels: options.maxPixels, maxScans: options.maxJPEGScans)
+                (image, source) = try JPEGDecoding.decode(bytes, maxPixels: options.maxPixels, maxScans: options.maxJPEGScans,
+                                                          maxCoefficientBytes: options.maxJPEGCoefficientBytes)
             }
         } catch {
             throw ImageError(path: path, kind: error.kind)
@@ -222,6 +267,8 @@ public enum ImageDecoder {
     /// files (errors show the name with ``FileNames/display(_:)``).
     public static func readFile(pathBytes: [UInt8], maxBytes: Int) throws(ImageError) -> [UInt8] {
         let path = FileNames.display(pathBytes)
+        // The system would read the name only up to a NUL: another file than the one named.
+        guard !pathBytes.contains(0) else { throw ImageError(path: path, kind: .unreadable(reason: "the name holds a NUL byte")) }
         let fd = FileNames.withCString(pathBytes) { open($0, O_RDONLY | O_CLOEXEC | O_NONBLOCK) }
         guard fd >= 0 else { throw ImageError(path: path, kind: errnoKind(errno)) }
         defer { close(fd) }

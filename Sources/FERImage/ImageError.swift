@@ -46,6 +46,9 @@ public struct ImageError: Error, Equatable, Sendable, CustomStringConvertible {
         /// The file needs more of some resource than one of the decoder's documented limits allows (see
         /// ``ImageLimit``); `detail` says what the file asks for and where.
         case limitExceeded(ImageFormat, limit: ImageLimit, detail: String)
+        /// Decoding needs more memory than this process can still allocate (``MemoryHeadroom``): `needed`
+        /// bytes of buffers (`what`) against `available`; checked before the buffers are made.
+        case notEnoughMemory(ImageFormat, needed: Int, available: Int, what: String)
         /// A directory holds no file with an image extension.
         case noImagesInDirectory
     }
@@ -87,9 +90,12 @@ public struct ImageError: Error, Equatable, Sendable, CustomStringConvertible {
             let (count, overflow) = width.multipliedReportingOverflow(by: height)
             return "image too large: the \(format.rawValue) header declares \(width)x\(height)"
                 + (overflow ? "" : " = \(count)") + " pixels, over the limit of \(limit) "
-                + "(a possible decompression bomb; raise the pixel limit to allow it)"
+                + "(a possible decompression bomb; raise the pixel limit, --max-pixels, to allow it)"
         case .limitExceeded(let format, let limit, let detail):
             return "\(format.rawValue) over the decoder's limit of \(limit) (\(detail))"
+        case .notEnoughMemory(let format, let needed, let available, let what):
+            return "not enough memory to decode this \(format.rawValue): \(what) need \(needed) bytes, but the process "
+                + "may allocate only \(available) more (its address-space, data or cgroup limit, or RAM plus swap)"
         case .noImagesInDirectory: return "directory holds no .png or .jpg/.jpeg images"
         }
     }
@@ -115,6 +121,9 @@ public enum ImageLimit: Equatable, Sendable, CustomStringConvertible {
     case pngChunkCount(Int)
     /// Bytes of one PNG row as stored: ``PNGLimits/rowBytes``.
     case pngRowBytes(Int)
+    /// Bytes of libjpeg's whole-image coefficient buffer, which a progressive (or multi-scan) JPEG needs
+    /// besides its pixels: ``ImageDecodingOptions/maxJPEGCoefficientBytes``, 256 MiB by default.
+    case jpegCoefficientBytes(Int)
 
     /// The limit in words, for example `"100 scans"`.
     public var description: String {
@@ -124,6 +133,7 @@ public enum ImageLimit: Equatable, Sendable, CustomStringConvertible {
         case .pngChunkCacheBytes(let n): return "\(n) bytes of ancillary chunk data in all"
         case .pngChunkCount(let n): return "\(n) text and sPLT chunks"
         case .pngRowBytes(let n): return "\(n) bytes per row"
+        case .jpegCoefficientBytes(let n): return "\(n) bytes of coefficient buffer"
         }
     }
 }

@@ -27,7 +27,10 @@ import CJPEG
 /// converts grey to RGB by replication, as PIL's `convert('RGB')`); CMYK goes through one 4-sample row. So
 /// a sequential JPEG costs its 8-bit RGB size plus libjpeg's few MCU rows. A progressive or multi-scan JPEG
 /// also needs libjpeg's whole-image coefficient buffer (2 bytes per sample of each component, before
-/// upsampling: 6 bytes a pixel at 4:4:4, 3 at 4:2:0), which is inherent to decoding it.
+/// upsampling: 6 bytes a pixel at 4:4:4, 3 at 4:2:0), which is inherent to decoding it; its size is known
+/// from the header (libjpeg's own block counts) and checked against
+/// ``ImageDecodingOptions/maxJPEGCoefficientBytes`` before decompression starts, and all of these buffers
+/// against ``MemoryHeadroom``.
 enum JPEGDecoding {
     struct Frame {
         var width: Int, height: Int, components: Int, precision: Int, progressive: Bool, arithmetic: Bool
@@ -37,7 +40,8 @@ enum JPEGDecoding {
         var end: Int
     }
 
-    static func decode(_ bytes: [UInt8], maxPixels: Int?, maxScans: Int?) throws(DecodeFailure) -> (RGBImage, String) {
+    static func decode(_ bytes: [UInt8], maxPixels: Int?, maxScans: Int?,
+                       maxCoefficientBytes: Int?) throws(DecodeFailure) -> (RGBImage, String) {
         let frame = try readFrame(bytes)
         if frame.width == 0 || frame.height == 0 {
             throw DecodeFailure(.zeroSize(.jpeg, width: frame.width, height: frame.height))
@@ -86,6 +90,7 @@ enum JPEGDecoding {
             }
             if frame.progressive { source = "progressive, " + source }
             if frame.arithmetic { source = "arithmetic-coded, " + source }
+            try checkMemory(info, cmyk: cmyk, maxCoefficientBytes: maxCoefficientBytes)
 
             let output = Int32(cmyk ? FER_JPEG_CMYK : FER_JPEG_RGB)
             if fer_jpeg_start(decoder, output) != 0 { throw failure(decoder, bytes, step: "starting decompression") }
@@ -113,6 +118,23 @@ enum JPEGDecoding {
             if fer_jpeg_finish(decoder) != 0 { throw failure(decoder, bytes, step: "reading the end of the file") }
             return (RGBImage(width: w, height: h, pixels: pixels), source)
         } }
+    }
+
+    /// Refuses, before libjpeg allocates it, a coefficient buffer over `maxCoefficientBytes`, and buffers
+    /// (the coefficients, the RGB result, a CMYK row) that this process could not allocate.
+    static func checkMemory(_ info: fer_jpeg_info, cmyk: Bool, maxCoefficientBytes: Int?) throws(DecodeFailure) {
+        let w = Int(info.width), h = Int(info.height)
+        let coefficients = Int(clamping: info.coefficient_bytes)
+        if let maxCoefficientBytes, coefficients > maxCoefficientBytes {
+            throw DecodeFailure(.limitExceeded(.jpeg, limit: .jpegCoefficientBytes(maxCoefficientBytes), detail:
+                "a \(info.progressive != 0 ? "progressive" : "multi-scan") \(w)x\(h) image with \(info.components) "
+                + "components needs \(coefficients) bytes of coefficients besides its \(w * h * 3)-byte RGB result"))
+        }
+        let needed = coefficients + w * h * 3 + (cmyk ? w * 4 : 0)
+        if let available = MemoryHeadroom.shortfall(needing: needed) {
+            throw DecodeFailure(.notEnoughMemory(.jpeg, needed: needed, available: available, what: coefficients > 0
+                ? "the \(w)x\(h) RGB pixels and libjpeg's coefficient buffer" : "the \(w)x\(h) RGB pixels"))
+        }
     }
 
     /// Decodes between 1 and `count` rows into `out` (rows `stride` bytes apart); returns how many.

@@ -45,8 +45,10 @@ public enum PNGLimits {
 /// PIL's conversion for every colour type but 16-bit grey: the high byte of 16-bit samples, sub-byte grey
 /// scaled by bit replication, which is v * 255 / (2^bits - 1), palette indices past the PLTE black, and no
 /// tRNS, gamma or sBIT, since none of their flags is passed). 16-bit grey comes as stored and is clipped
-/// here (PIL's `I;16` to RGB). A non-interlaced RGB8 row is written straight into the result; a row of an
-/// Adam7 pass, or of 16-bit grey, goes through one row buffer and is placed pixel by pixel.
+/// here (PIL's `I;16` to RGB), except with ``PixelReading/opencv``, where libspng's high byte is OpenCV's.
+/// A non-interlaced RGB8 row is written straight into the result; a row of an Adam7 pass, or of 16-bit
+/// grey, goes through one row buffer and is placed pixel by pixel. The buffers are checked against
+/// ``MemoryHeadroom`` before they are made.
 ///
 /// Memory: the RGB result (3 bytes a pixel, its pages touched only as rows arrive), one row buffer of at most
 /// 3 bytes a pixel of width, and libspng's current and previous scanline as stored (up to 8 bytes a pixel
@@ -59,7 +61,7 @@ enum PNGDecoding {
     static let adam7XStart = [0, 4, 0, 2, 0, 1, 0], adam7XDelta = [8, 8, 4, 4, 2, 2, 1]
     static let adam7YStart = [0, 0, 4, 0, 2, 0, 1], adam7YDelta = [8, 8, 8, 4, 4, 2, 2]
 
-    static func decode(_ bytes: [UInt8], maxPixels: Int?) throws(DecodeFailure) -> (RGBImage, String) {
+    static func decode(_ bytes: [UInt8], maxPixels: Int?, reading: PixelReading) throws(DecodeFailure) -> (RGBImage, String) {
         // IHDR, checked by hand.
         guard bytes.count >= 33 else {
             throw DecodeFailure(.truncated(.png, detail: "the file ends at byte \(bytes.count), inside the IHDR header"))
@@ -110,13 +112,15 @@ enum PNGDecoding {
                 throw DecodeFailure(.corrupted(.png, detail: "colour type \(colourType)"))
             }
             let interlaced = ihdr.interlace_method != 0
-            let grey16 = colourType == 0 && depth == 16
+            // PIL clips 16-bit grey; libspng's RGB8 takes the high byte, as OpenCV does.
+            let grey16 = colourType == 0 && depth == 16 && reading == .pil
             let fmt = Int32(grey16 ? SPNG_FMT_RAW.rawValue : SPNG_FMT_RGB8.rawValue)
             let pixelBytes = grey16 ? 2 : 3  // per pixel of a decoded row
             try check(spng_decode_image(ctx, nil, 0, fmt, Int32(SPNG_DECODE_PROGRESSIVE.rawValue)),
                       "decoding the image data")
 
             // Scanlines libspng will give: one per row, or one per row of each non-empty Adam7 pass.
+            let direct = !interlaced && !grey16
             var expectedRows = height
             if interlaced {
                 expectedRows = 0
@@ -124,9 +128,13 @@ enum PNGDecoding {
                     expectedRows += (height - adam7YStart[p] + adam7YDelta[p] - 1) / adam7YDelta[p]
                 }
             }
+            let buffers = width * height * 3 + (direct ? 0 : width * pixelBytes) + 2 * (rowBytes - 1)
+            if let available = MemoryHeadroom.shortfall(needing: buffers) {
+                throw DecodeFailure(.notEnoughMemory(.png, needed: buffers, available: available,
+                                                     what: "the \(width)x\(height) RGB pixels and the row buffers"))
+            }
             let pixels = try [UInt8](unsafeUninitializedCapacity: width * height * 3) { out, initialized in
                 let rgb = out.baseAddress!  // (height, width, 3)
-                let direct = !interlaced && !grey16
                 let row: UnsafeMutablePointer<UInt8>? = direct ? nil : .allocate(capacity: width * pixelBytes)
                 defer { row?.deallocate() }
                 var rowsDecoded = 0

@@ -116,6 +116,24 @@ final class HostileTests: XCTestCase {
         assertCheckpointError(.corruptPickle, "APPENDS without MARK") { try load([0x80, 0x02, 0x5d, 0x4e, 0x65, 0x2e]) }
     }
 
+    /// BININT is a signed 32-bit little-endian integer (pickle's `<i`): all ones is -1, and both ends of
+    /// the range come back as Python reads them.
+    func testBinIntIsSigned() throws {
+        var p = PickleBuilder()
+        p.beginStateDict()
+        p.string("w"); p.tensor(key: "0", numel: 6, size: [6])
+        for (key, bits) in [("minus_one", 0xFFFF_FFFF), ("min", 0x8000_0000), ("max", 0x7FFF_FFFF), ("256", 0x100)] as [(String, UInt32)] {
+            p.string(key); p.raw(0x4a); p.bytes += le32(bits)
+        }
+        p.setItems()
+        p.stop()
+        let c = try load(p.bytes)
+        XCTAssertEqual(c.metadata["minus_one"], "-1")
+        XCTAssertEqual(c.metadata["min"], "-2147483648")
+        XCTAssertEqual(c.metadata["max"], "2147483647")
+        XCTAssertEqual(c.metadata["256"], "256")
+    }
+
     // MARK: Resource bombs
 
     func testMemoBombCostsLinearTime() throws {

@@ -111,6 +111,27 @@ final class MemoryBombTests: XCTestCase {
         XCTAssertEqual(small.copiedBytes, 24)
     }
 
+    /// A budget of exactly the bytes a copy needs holds it; one byte less refuses it, naming both numbers.
+    func testCopyBudgetAtExactlyTheBytesOfACopy() throws {
+        var p = PickleBuilder()
+        p.beginStateDict()
+        p.string("e"); p.tensor(key: "0", numel: 1, size: [2, 3], stride: [0, 0])  // 6 floats, 24 bytes copied
+        p.setItems()
+        p.stop()
+        let file = ZipBuilder.checkpoint(pickle: p.bytes, storages: [("0", floatBytes([2.5]))])
+        var limits = ImportLimits()
+        limits.copyBudgetFactor = 0
+        limits.minCopyBudget = 24
+        let exact = try Checkpoint.load(bytes: file, limits: limits)
+        XCTAssertEqual(try exact["e"]!.floats(), [Float](repeating: 2.5, count: 6))
+        XCTAssertEqual(exact.copiedBytes, 24)
+        limits.minCopyBudget = 23
+        let short = try Checkpoint.load(bytes: file, limits: limits)
+        let e = assertCheckpointError(.limitExceeded, "one byte short") { try short["e"]!.floats() }
+        XCTAssertTrue(e?.message.contains("needs 24 bytes") ?? false, e?.message ?? "")
+        XCTAssertTrue(e?.message.contains("copy budget of 23 bytes") ?? false, e?.message ?? "")
+    }
+
     func testCopyBudgetFormula() {
         let limits = ImportLimits()
         XCTAssertEqual(limits.copyBudget(fileSize: 565), 64 << 20)

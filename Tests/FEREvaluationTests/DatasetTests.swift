@@ -158,7 +158,69 @@ final class DatasetTests: XCTestCase {
         assertFails(file, DatasetError(file: file, line: 1, kind: .malformedLine(expected: "'path,label'", got: ",1")))
         try write("path,label\n# nothing\n", to: "l.csv")
         assertFails(file, DatasetError(file: file, kind: .noImages(split: nil)))
-        try Data([0x61, 0xFF, 0x2C, 0x31]).write(to: URL(fileURLWithPath: file))
-        assertFails(file, DatasetError(file: file, kind: .unreadable(reason: "not UTF-8 text")))
+        try Data([0x61, 0x2C, 0x31, 0x0A, 0x61, 0xFF, 0x2C, 0x31]).write(to: URL(fileURLWithPath: file))
+        assertFails(file, DatasetError(file: file, line: 2, kind: .unreadable(reason: "not UTF-8 text")))
+    }
+
+    // MARK: Hostile label files
+
+    /// A NUL inside a listed path would make the system read another file (`img/face.png`): the line is
+    /// refused, in lists and in RAF-DB's label file alike.
+    func testANULByteRefusesTheLine() throws {
+        let file = directory + "/l.csv"
+        try Data("a.png,Happiness\nimg/face.png\u{0}junk,Happiness\n".utf8).write(to: URL(fileURLWithPath: file))
+        assertFails(file, DatasetError(file: file, line: 2, kind: .nulByte(column: 13)))
+        XCTAssertEqual("\(DatasetError(file: file, line: 2, kind: .nulByte(column: 13)))",
+                       "\(file):2: NUL byte at column 13; a path cannot contain one")
+        let labels = directory + "/raf/EmoLabel/list_patition_label.txt"
+        try write("test_0001.jpg 5\n", to: "raf/EmoLabel/list_patition_label.txt")
+        try Data("test_0001.jpg\u{0} 5\n".utf8).write(to: URL(fileURLWithPath: labels))
+        assertFails(directory + "/raf", DatasetError(file: labels, line: 1, kind: .nulByte(column: 14)))
+    }
+
+    /// A line of exactly the limit is read; one byte more is refused at once, quoting 200 bytes of it.
+    func testLineLengthLimitOnBothSides() throws {
+        let file = directory + "/l.csv"
+        let limit = LabelledDataset.maxLineBytes
+        let suffix = ",Happiness"
+        let atLimit = String(repeating: "p", count: limit - suffix.utf8.count) + suffix
+        try write("a.png,Happiness\n" + atLimit + "\n", to: "l.csv")
+        XCTAssertEqual(try LabelledDataset.load(file, classNames: rafdb).images.count, 2)
+        let over = "x" + atLimit
+        try write("a.png,Happiness\n" + over + "\n", to: "l.csv")
+        let start = String(over.prefix(200))
+        assertFails(file, DatasetError(file: file, line: 2, kind: .lineTooLong(limit: limit, start: start)))
+        let message = "\(DatasetError(file: file, line: 2, kind: .lineTooLong(limit: limit, start: start)))"
+        XCTAssertEqual(message, "\(file):2: line is over the 65536-byte limit (it begins '\(start)')")
+        // A malformed line is quoted up to 200 bytes too, control characters escaped.
+        let long = String(repeating: "z", count: 300)
+        XCTAssertEqual(DatasetError(file: "f", kind: .malformedLine(expected: "e", got: long + "\u{1B}")).message,
+                       "expected e, got '\(String(repeating: "z", count: 200))…'")
+        XCTAssertEqual(DatasetError(file: "f", kind: .malformedLine(expected: "e", got: "a\u{1B}b")).message, "expected e, got 'a\\x1bb'")
+    }
+
+    /// The same image twice with the same class is one image and a counted duplicate; with another
+    /// class it is an error naming both lines.
+    func testDuplicateAndConflictingEntries() throws {
+        let labels = directory + "/raf/EmoLabel/list_patition_label.txt"
+        try write("test_0001.jpg 4\ntest_0002.jpg 5\ntest_0001.jpg 4\ntest_0001.jpg 4\n", to: "raf/EmoLabel/list_patition_label.txt")
+        let raf = try LabelledDataset.load(directory + "/raf", classNames: rafdb)
+        XCTAssertEqual(raf.images.map(\.source), ["\(labels):1", "\(labels):2"])
+        XCTAssertEqual(raf.duplicates, ["\(labels):3", "\(labels):4"])
+        try write("test_0001.jpg 4\ntest_0002.jpg 5\ntest_0001.jpg 6\n", to: "raf/EmoLabel/list_patition_label.txt")
+        assertFails(directory + "/raf", DatasetError(file: labels, line: 3, kind: .conflictingLabels(
+            image: directory + "/raf/Image/aligned/test_0001_aligned.jpg", label: "6", otherLine: 1, otherLabel: "4")))
+
+        let file = directory + "/l.csv"
+        try write("path,label\na.png,happy\nb.png,Sadness\na.png,Happiness\n", to: "l.csv")
+        let list = try LabelledDataset.load(file, classNames: rafdb)
+        XCTAssertEqual(list.images.count, 2)
+        XCTAssertEqual(list.duplicates, ["\(file):4"], "happy and Happiness are the same class")
+        try write("a.png,happy\nb.png,Sadness\na.png,Fear\n", to: "l.csv")
+        assertFails(file, DatasetError(file: file, line: 3, kind: .conflictingLabels(
+            image: directory + "/a.png", label: "Fear", otherLine: 1, otherLabel: "happy")))
+        XCTAssertEqual(DatasetError(file: file, line: 3, kind: .conflictingLabels(image: "a.png", label: "Fear", otherLine: 1,
+                                                                                  otherLabel: "happy")).message,
+                       "a.png is labelled Fear here but happy on line 1")
     }
 }

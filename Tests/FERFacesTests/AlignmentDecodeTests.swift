@@ -117,6 +117,16 @@ final class DecodeTests: XCTestCase {
         XCTAssertEqual(kept.map(\.score), [0.95, 0.9, 0.7])
     }
 
+    /// The authors' NMS keeps a box whose IoU is exactly the threshold (`ovr <= thresh`) and drops it
+    /// one ulp above. A 7x20 box inside a 20x20 one (+1 areas): 140 / 400 = 0.35, the same double as
+    /// the literal, since division rounds correctly.
+    func testNMSKeepsABoxAtExactlyTheThreshold() {
+        let outer = Face(box: [0, 0, 19, 19], score: 0.9, landmarks: [])
+        let inner = Face(box: [0, 0, 6, 19], score: 0.8, landmarks: [])
+        XCTAssertEqual(RetinaFaceDecoder.nms([outer, inner], iou: 0.35).map(\.score), [0.9, 0.8])
+        XCTAssertEqual(RetinaFaceDecoder.nms([outer, inner], iou: 0.35.nextDown).map(\.score), [0.9])
+    }
+
     func testBadOutputs() {
         XCTAssertThrowsError(try RetinaFaceDecoder.decode(boxes: [], scores: [], landmarks: [], height: 8, width: 8)) {
             guard case FaceError.shapeMismatch(name: "boxes", expected: 24, actual: 0) = $0 else { return XCTFail("\($0)") }

@@ -239,7 +239,7 @@ final class BadInputTests: XCTestCase {
         XCTAssertEqual(failure(path)?.kind, .tooManyPixels(.png, width: 100_000, height: 100_000, limit: 89_478_485))
         XCTAssertEqual(failure(path)?.description,
                        "\(path): image too large: the PNG header declares 100000x100000 = 10000000000 pixels, over the "
-                       + "limit of 89478485 (a possible decompression bomb; raise the pixel limit to allow it)")
+                       + "limit of 89478485 (a possible decompression bomb; raise the pixel limit, --max-pixels, to allow it)")
         // With the limit lifted, the header still cannot be honoured by so small a file: no allocation, no crash.
         guard case .truncated(.png, _)? = failure(path, options: .init(maxPixels: nil))?.kind else {
             return XCTFail("unlimited bomb not refused")

@@ -39,6 +39,11 @@ typedef struct {
     int color_space;       /* jpeg_color_space, FER_JPEG_* (libjpeg's guess from JFIF/Adobe markers and IDs) */
     int progressive;       /* progressive_mode */
     int arithmetic;        /* arith_code */
+    /* Bytes of the whole-image coefficient buffer fer_jpeg_start will have libjpeg allocate: 0 for a
+       sequential file whose first scan holds every component; otherwise (progressive, or components in
+       separate scans) 128 bytes per 8x8 block of every component, block counts rounded up to the
+       component's sampling factors as libjpeg's coefficient controller does. */
+    unsigned long long coefficient_bytes;
 } fer_jpeg_info;
 
 /// A new decoder, or NULL when out of memory.
