@@ -47,10 +47,18 @@ final class CResult {
     }
 }
 
-/// What a `fer_analyzer *` points to.
-final class CAnalyzer {
+/// What a `fer_analyzer *` points to: the analyzer and the decoding options of its encoded photos
+/// (the pixel limit may change while other threads analyse, hence the lock).
+final class CAnalyzer: @unchecked Sendable {
     let analyzer: FaceAnalyzer
+    private let lock = NSLock()
+    private var options = ImageDecodingOptions.default.forPhotos
     init(_ analyzer: FaceAnalyzer) { self.analyzer = analyzer }
+
+    var decoding: ImageDecodingOptions {
+        get { lock.withLock { options } }
+        set { lock.withLock { options = newValue } }
+    }
 }
 
 /// What a `fer_analysis *` points to: per face, C-owned box, landmarks and crop, and a `CResult`.
@@ -285,6 +293,17 @@ public func fer_analyzer_free(_ pointer: OpaquePointer?) {
     Unmanaged<CAnalyzer>.fromOpaque(UnsafeRawPointer(pointer)).release()
 }
 
+@_cdecl("fer_analyzer_set_max_pixels")
+public func fer_analyzer_set_max_pixels(_ pointer: OpaquePointer?, _ maxPixels: Int64) -> Int32 {
+    guard let a = analyzer(pointer) else { return fail(invalidArgument, "fer_analyzer_set_max_pixels: analyzer is NULL") }
+    guard maxPixels >= 0 else {
+        return fail(invalidArgument, "fer_analyzer_set_max_pixels: \(maxPixels) is negative (0 means no limit)")
+    }
+    a.decoding.maxPixels = maxPixels == 0 ? nil : Int(maxPixels)
+    setError("")
+    return okStatus
+}
+
 private func publish(_ analysis: PhotoAnalysis, _ out: UnsafeMutablePointer<OpaquePointer?>) -> Int32 {
     out.pointee = OpaquePointer(Unmanaged.passRetained(CAnalysis(analysis)).toOpaque())
     setError("")
@@ -313,7 +332,7 @@ public func fer_analyze_encoded(
     out.pointee = nil
     guard length > 0 else { return fail(invalidArgument, "fer_analyze_encoded: length is 0 (no image bytes)") }
     let image: RGBImage
-    do { image = try ImageDecoder.decode(bytes: Array(UnsafeBufferPointer(start: bytes, count: length))).image } catch {
+    do { image = try ImageDecoder.decode(bytes: Array(UnsafeBufferPointer(start: bytes, count: length)), options: a.decoding).image } catch {
         return fail(imageError, error.description)
     }
     do { return publish(try a.analyzer.analyze(image), out) } catch { return fail(inferenceError, "\(error)") }

@@ -4,8 +4,13 @@ import Foundation
 /// Settings of the whole-photo pipeline (spec: detection.md; the product's choices in issue 12).
 public struct FaceDetectionOptions: Sendable, Equatable {
     /// Long side of the detector input in pixels: larger photos are shrunk to it, smaller ones are
-    /// never enlarged.
+    /// never enlarged. At most ``maxDetectSize``.
     public var detectSize: Int
+    /// Largest ``detectSize``: 4096. The detector's buffers cost about 47 bytes per pixel of its input,
+    /// so a square photo at 4096 takes about 0.8 GB (`fer-infer --detect-size 4096` on a 4096x4096 JPEG:
+    /// 824 MB peak resident, 1.5 s; at 2048, 285 MB); without a bound, `--detect-size 8000` on an
+    /// 8000x8000 photo took 3 GB and 43 s.
+    public static let maxDetectSize = 4096
     /// Faces need a score above this (RetinaFace's face probability).
     public var threshold: Double
     /// Non-maximum suppression drops a face whose IoU with a better one is above this.
@@ -24,6 +29,9 @@ public struct FaceDetectionOptions: Sendable, Equatable {
     /// Throws ``FaceAnalysisError/invalidOption(_:)`` naming the first value out of range.
     public func validate() throws {
         guard detectSize >= 16 else { throw FaceAnalysisError.invalidOption("detect size \(detectSize) is below 16 pixels") }
+        guard detectSize <= Self.maxDetectSize else {
+            throw FaceAnalysisError.invalidOption("detect size \(detectSize) is over the maximum of \(Self.maxDetectSize) pixels")
+        }
         guard threshold.isFinite, threshold >= 0, threshold < 1 else {
             throw FaceAnalysisError.invalidOption("detection threshold \(threshold) is not in [0, 1)")
         }
@@ -199,9 +207,11 @@ public final class FaceAnalyzer: Sendable {
                           align: Double(t2 - t1) / 1e6, classify: Double(t3 - t2) / 1e6))
     }
 
-    /// Decodes PNG or JPEG bytes (throws ``ImageError`` for anything else) and analyses the photo.
+    /// Decodes PNG or JPEG bytes (throws ``ImageError`` for anything else) as OpenCV's `imread` reads
+    /// them, as the authors' detection did (``ImageDecodingOptions/forPhotos``: `decoding` with its
+    /// ``ImageDecodingOptions/reading`` set to ``PixelReading/opencv``), and analyses the photo.
     public func analyze(encoded bytes: [UInt8], options decoding: ImageDecodingOptions = .default) throws -> PhotoAnalysis {
-        try analyze(ImageDecoder.decode(bytes: bytes, options: decoding).image)
+        try analyze(ImageDecoder.decode(bytes: bytes, options: decoding.forPhotos).image)
     }
 }
 

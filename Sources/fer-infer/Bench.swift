@@ -59,6 +59,9 @@ struct Bench: ParsableCommand {
         guard batch >= 1, threads >= 1, iterations >= 1, warmup >= 0 else {
             throw ValidationError("--batch, --threads and --iterations must be at least 1, --warmup at least 0")
         }
+        guard (16...FaceDetectionOptions.maxDetectSize).contains(detectSize) else {
+            throw ValidationError("--detect-size must be in 16...\(FaceDetectionOptions.maxDetectSize) (the detector needs about 47 bytes per pixel of its input)")
+        }
     }
 
     func run() throws {

@@ -98,7 +98,9 @@ struct Classify: ParsableCommand {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
         guard maxPixels >= 0 else { throw ValidationError("--max-pixels must be 0 (no limit) or positive") }
-        guard detectSize >= 16 else { throw ValidationError("--detect-size must be at least 16") }
+        guard (16...FaceDetectionOptions.maxDetectSize).contains(detectSize) else {
+            throw ValidationError("--detect-size must be in 16...\(FaceDetectionOptions.maxDetectSize) (the detector needs about 47 bytes per pixel of its input)")
+        }
         guard detectThreshold.isFinite, detectThreshold >= 0, detectThreshold < 1 else {
             throw ValidationError("--detect-threshold must be in [0, 1)")
         }
@@ -299,12 +301,20 @@ struct Classify: ParsableCommand {
             }
             if isPhoto {
                 try flush()  // results stay in input order
+                // Photos go to the detector as OpenCV reads them (the authors detected on cv2.imread's pixels).
+                var photo = decoded
+                if decoded.readingMatters {
+                    do { photo = try ImageDecoder.decode(pathBytes: raw, options: options.forPhotos) } catch {
+                        fail(error.description)
+                        continue
+                    }
+                }
                 let analysis: PhotoAnalysis
-                do { analysis = try faceAnalyzer().analyze(decoded.image) } catch let error as CLIError { throw error } catch {
+                do { analysis = try faceAnalyzer().analyze(photo.image) } catch let error as CLIError { throw error } catch {
                     fail("\(path): \(error)")
                     continue
                 }
-                report(analysis, image: decoded.image, path: path, raw: raw, decodeMs: Double(t1 - t0) / 1e6)
+                report(analysis, image: photo.image, path: path, raw: raw, decodeMs: Double(t1 - t0) / 1e6)
                 continue
             }
             let tensor = Preprocessing.modelInputChannelsLast(decoded.image)

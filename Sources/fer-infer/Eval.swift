@@ -111,7 +111,9 @@ struct Eval: ParsableCommand {
         guard RAFDBSplit(rawValue: split) != nil else {
             throw ValidationError("--split must be test or train; '\(split)' is neither")
         }
-        guard detectSize >= 16 else { throw ValidationError("--detect-size must be at least 16") }
+        guard (16...FaceDetectionOptions.maxDetectSize).contains(detectSize) else {
+            throw ValidationError("--detect-size must be in 16...\(FaceDetectionOptions.maxDetectSize) (the detector needs about 47 bytes per pixel of its input)")
+        }
         guard detectThreshold.isFinite, detectThreshold >= 0, detectThreshold < 1 else {
             throw ValidationError("--detect-threshold must be in [0, 1)")
         }
@@ -119,6 +121,9 @@ struct Eval: ParsableCommand {
         if let plot, !([".png", ".svg"].contains { plot.lowercased().hasSuffix($0) }) {
             throw ValidationError("--plot \(plot): the picture must be a .png or .svg file")
         }
+        if let plot { try OutputFile.checkWritable(plot, option: "--plot") }
+        if let errors { try OutputFile.checkWritable(errors, option: "--errors") }
+        if let plot, plot == errors { throw ValidationError("--plot and --errors name the same file, \(plot)") }
     }
 
     func run() throws {
@@ -204,16 +209,8 @@ struct Eval: ParsableCommand {
             detectFaces: detect, seconds: seconds,
             batch: batch, threads: threads)
 
-        if let errors {
-            do { try report.errorsTSV().write(toFile: errors, atomically: true, encoding: .utf8) } catch {
-                throw CLIError("\(errors): cannot write the misclassified images: \(error.localizedDescription)")
-            }
-        }
-        if let plot {
-            do { try ConfusionPlot.write(to: plot, metrics: metrics, classNames: names, title: report.plotTitle) } catch {
-                throw CLIError("cannot draw the confusion matrix: \(error)")
-            }
-        }
+        // The report comes first: a file that cannot be written (checked before the run, but the disk can
+        // fill or the folder go) costs only that file.
         if json {
             let data: Data
             do { data = try JSONSerialization.data(withJSONObject: report.json(), options: [.prettyPrinted, .sortedKeys]) } catch {
@@ -222,6 +219,20 @@ struct Eval: ParsableCommand {
             print(String(decoding: data, as: UTF8.self))
         } else {
             print(report.text(), terminator: "")
+        }
+        var unwritten: [String] = []
+        if let errors {
+            do { try FileNames.write(Array(report.errorsTSV().utf8), to: FileNames.commandLineBytes(for: [errors])[0]) } catch {
+                unwritten.append("--errors \(error) (the misclassified images)")
+            }
+        }
+        if let plot {
+            do { try ConfusionPlot.write(to: plot, metrics: metrics, classNames: names, title: report.plotTitle) } catch {
+                unwritten.append("--plot \(plot): cannot draw the confusion matrix: \(error)")
+            }
+        }
+        if !unwritten.isEmpty {
+            throw CLIError(unwritten.joined(separator: "\nfer-infer: ") + " (the report above is complete)")
         }
     }
 }

@@ -132,11 +132,14 @@ final class EvalPipeline: @unchecked Sendable {
                 var preparation = decoded.needsResize ? Preparation.resized : .asIs
                 if decoded.needsResize, let analyzer = self.analyzer {
                     do {
-                        guard let face = try analyzer.detect(decoded.image).faces.max(by: { Self.area($0.box) < Self.area($1.box) }) else {
+                        // Detected on OpenCV's reading of the file, as the authors did.
+                        let photo = decoded.readingMatters
+                            ? try ImageDecoder.decode(pathBytes: image.path, options: self.options.forPhotos).image : decoded.image
+                        guard let face = try analyzer.detect(photo).faces.max(by: { Self.area($0.box) < Self.area($1.box) }) else {
                             shared.slots[i] = .failure(EvalFailure(message: "\(image.displayPath): no face found (--detect)"))
                             return
                         }
-                        input = try FaceAlignment.align(decoded.image, landmarks: face.landmarks).image
+                        input = try FaceAlignment.align(photo, landmarks: face.landmarks).image
                         preparation = .detected
                     } catch {
                         shared.slots[i] = .failure(EvalFailure(message: "\(image.displayPath): face detection failed: \(error)"))

@@ -59,6 +59,11 @@ struct EvalReport {
         func percent(_ v: Double) -> String { String(format: "%6.2f%%", v * 100) }
         line("Model:       \(modelPath), \(architecture)")
         line("Dataset:     \(dataset.root) (\(datasetDescription)): \(dataset.images.count) images")
+        if let first = dataset.duplicates.first {
+            let count = dataset.duplicates.count
+            line("Duplicates:  \(count) label-file line\(count == 1 ? "" : "s") repeat\(count == 1 ? "s" : "") an earlier line's "
+                 + "image and class, skipped (each image is evaluated once; the first: \(first))")
+        }
         line("Classes:     dataset label -> model class")
         for entry in dataset.mapping {
             line("             \(entry.datasetLabel) -> \(entry.modelClass) \(entry.modelName)\(entry.rule == "index" ? " (index)" : "")")
@@ -106,7 +111,7 @@ struct EvalReport {
         var object: [String: Any] = [
             "model": modelPath, "architecture": architecture, "classes": classNames,
             "dataset": ["path": dataset.root, "layout": dataset.layout.rawValue, "split": dataset.split?.rawValue ?? NSNull(),
-                        "images": dataset.images.count] as [String: Any],
+                        "images": dataset.images.count, "duplicate_lines": dataset.duplicates] as [String: Any],
             "class_mapping": dataset.mapping.map {
                 ["dataset_label": $0.datasetLabel, "class": $0.modelClass, "name": $0.modelName, "rule": $0.rule] as [String: Any]
             },

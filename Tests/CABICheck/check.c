@@ -222,6 +222,23 @@ int fer_c_abi_analyze(const char *weights, const char *detector, const unsigned 
     if (fer_analyze_rgb(analyzer, rgb, width, height, width * 3 - 1, &analysis) != FER_ERROR_INVALID_ARGUMENT) FAIL(26, "short stride accepted");
     if (fer_analyze_rgb(analyzer, rgb, 0, height, 0, &analysis) != FER_ERROR_INVALID_ARGUMENT) FAIL(27, "empty image accepted");
 
+    // The pixel limit: the photo's own pixel count passes, one less refuses it naming both, 0 lifts it.
+    int64_t pixels = (int64_t)width * height;
+    if (fer_analyzer_set_max_pixels(analyzer, pixels - 1) != FER_OK) FAIL(40, "set_max_pixels failed: %s", fer_last_error());
+    if (fer_analyze_encoded(analyzer, photo, length, &analysis) != FER_ERROR_IMAGE) FAIL(41, "photo over the pixel limit accepted");
+    char expected[64];
+    snprintf(expected, sizeof expected, "over the limit of %lld", (long long)(pixels - 1));
+    if (strstr(fer_last_error(), expected) == NULL) FAIL(42, "pixel limit message: %s", fer_last_error());
+    if (fer_analyzer_set_max_pixels(analyzer, pixels) != FER_OK) FAIL(43, "set_max_pixels failed: %s", fer_last_error());
+    if (fer_analyze_encoded(analyzer, photo, length, &analysis) != FER_OK) FAIL(44, "photo at the pixel limit refused: %s", fer_last_error());
+    fer_analysis_free(analysis);
+    if (fer_analyzer_set_max_pixels(analyzer, 1) != FER_OK || fer_analyzer_set_max_pixels(analyzer, 0) != FER_OK) FAIL(45, "set_max_pixels 0 failed");
+    if (fer_analyze_encoded(analyzer, photo, length, &analysis) != FER_OK) FAIL(46, "photo without a pixel limit refused: %s", fer_last_error());
+    fer_analysis_free(analysis);
+    if (fer_analyzer_set_max_pixels(analyzer, -1) != FER_ERROR_INVALID_ARGUMENT) FAIL(47, "negative limit accepted");
+    if (strstr(fer_last_error(), "negative") == NULL) FAIL(48, "negative limit message: %s", fer_last_error());
+    if (fer_analyzer_set_max_pixels(NULL, 5) != FER_ERROR_INVALID_ARGUMENT) FAIL(49, "NULL analyzer accepted");
+
     // Four threads at once find the same faces.
     pthread_t threads[4];
     struct analyze_job jobs[4];

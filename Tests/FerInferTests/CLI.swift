@@ -19,8 +19,13 @@ enum CLI {
     }
 
     static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Result {
+        try run(via: binary.path, arguments, environment: environment)
+    }
+
+    /// Runs `executable` (a shell that execs the binary, for instance) with `arguments` as ``run(_:environment:)`` does.
+    static func run(via executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> Result {
         let process = Process()
-        process.executableURL = binary
+        process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         process.currentDirectoryURL = root
         var env = ProcessInfo.processInfo.environment

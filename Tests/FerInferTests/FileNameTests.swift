@@ -36,6 +36,23 @@ final class FileNameTests: XCTestCase {
         XCTAssertEqual(inputs, ["\(directory!)/a.png", "\(directory!)/b\\xe9.png", "\(directory!)/c\\xff.jpg"])
     }
 
+    /// A name holding a newline or an escape sequence cannot split a line of output or drive the
+    /// terminal: shown with `\xNN`, as bytes that are not UTF-8 are.
+    func testControlCharactersInNamesAreEscapedInTextOutputAndMessages() throws {
+        let png = try Data(contentsOf: CLI.root.appendingPathComponent("Tests/Fixtures/images/inputs/rgb-112x112.png"))
+        let sub = directory + "/controls"
+        try FileManager.default.createDirectory(atPath: sub, withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: sub + "/new\nline.png", contents: png)
+        FileManager.default.createFile(atPath: sub + "/\u{1B}[31mred.png", contents: Data("not an image".utf8))
+        let result = try CLI.run([sub])
+        XCTAssertEqual(result.status, 1, result.stderr)
+        XCTAssertEqual(result.stdout.split(separator: "\n", omittingEmptySubsequences: false).count, 2, result.stdout)
+        XCTAssertTrue(result.stdout.hasPrefix("\(sub)/new\\x0aline.png: "), result.stdout)
+        XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
+        XCTAssertTrue(result.stderr.contains("\(sub)/\\x1b[31mred.png: not a PNG or JPEG image"), result.stderr)
+        XCTAssertFalse(result.stderr.contains("\u{1B}"), result.stderr)
+    }
+
     func testANameThatIsNotUTF8CanBeGivenOnTheCommandLine() throws {
         // Foundation passes arguments as Strings; the shell builds the raw bytes.
         let process = Process()

@@ -94,8 +94,16 @@ void fer_result_free(fer_result *result);
 fer_analyzer *fer_analyzer_new(fer_model *model, const char *detector_path, int32_t detect_size, float threshold,
                                int32_t max_faces);
 void fer_analyzer_free(fer_analyzer *analyzer);
+/* The largest photo fer_analyze_encoded decodes, as width * height, checked from the file's header
+ * before any pixel memory is allocated (a larger one is FER_ERROR_IMAGE, the message naming both
+ * numbers); 0 for no limit. The default is 89,478,485, PIL's. Whatever the limit, a progressive JPEG
+ * whose coefficient buffer would pass 256 MiB, or an image this process could not allocate, is refused
+ * the same way. FER_ERROR_INVALID_ARGUMENT for a NULL analyzer or a negative limit. May be called while
+ * other threads analyse: each call uses the limit in force when it starts. */
+fer_status fer_analyzer_set_max_pixels(fer_analyzer *analyzer, int64_t max_pixels);
 /* Finds, aligns and classifies every face of a photo given as 8-bit RGB pixels (as fer_classify_rgb)
- * or PNG/JPEG bytes (as fer_classify_encoded; same error codes). A photo without a face is FER_OK with
+ * or PNG/JPEG bytes (as fer_classify_encoded; same error codes; decoded as OpenCV's imread reads them,
+ * which differs from PIL's reading only for 16-bit grey PNG). A photo without a face is FER_OK with
  * a face count of 0. */
 fer_status fer_analyze_rgb(fer_analyzer *analyzer, const uint8_t *pixels, int32_t width, int32_t height,
                            int32_t stride, fer_analysis **analysis);
