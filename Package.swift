@@ -50,7 +50,6 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
-        .package(url: "https://github.com/vapor/multipart-kit", from: "4.7.1"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
@@ -119,7 +118,6 @@ let package = Package(
             dependencies: [
                 "FERRuntime", .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
-                .product(name: "MultipartKit", package: "multipart-kit"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
@@ -154,9 +152,11 @@ let package = Package(
         // A C client of the ABI, compiled into the test process.
         .target(name: "CABICheck", path: "Tests/CABICheck"),
         .testTarget(name: "FERCTests", dependencies: ["FERC", "CABICheck", "FERRuntime"]),
-        .testTarget(name: "FerInferTests", dependencies: ["fer-infer", "fer-serve", "FERTensor", "FERImage"]),
+        // Image files the tests write (16-bit grey PNG twins of photos).
+        .target(name: "TestImages", path: "Tests/TestImages"),
+        .testTarget(name: "FerInferTests", dependencies: ["fer-infer", "fer-serve", "FERTensor", "FERImage", "TestImages"]),
         .testTarget(
             name: "FERServeTests",
-            dependencies: ["FERServe", .product(name: "HummingbirdTesting", package: "hummingbird")]),
+            dependencies: ["FERServe", "TestImages", .product(name: "HummingbirdTesting", package: "hummingbird")]),
     ]
 )

@@ -27,4 +27,18 @@ public enum ProcessMemory {
         return false
         #endif
     }
+
+    /// Gives the free memory of every malloc heap back to the system (glibc's `malloc_trim(0)`: free
+    /// pages anywhere in a heap, not only at its top, which is all ``retainedLimit`` governs). For a
+    /// service after a burst of large buffers has been freed: without it, what the burst held stays
+    /// resident. Takes each heap's lock in turn, a few milliseconds; call it off the hot path.
+    /// Returns whether memory was released (false where the C library is not glibc).
+    @discardableResult
+    public static func returnFreedMemory() -> Bool {
+        #if canImport(Glibc)
+        return malloc_trim(0) == 1
+        #else
+        return false
+        #endif
+    }
 }

@@ -12,6 +12,8 @@ import Prometheus
 /// - `fer_images_total`: images classified or analysed;
 /// - `fer_faces_total`: faces found by `/v1/analyze`;
 /// - `fer_workers_busy`, `fer_worker_queue_length`: classifications running, requests waiting for one;
+/// - `fer_memory_returns_total`: times the memory of a burst of request bodies was given back to the
+///   system (``ServerSettings/returnMemoryAfterBytes``);
 /// - `fer_model_info{architecture}`: 1, naming the model.
 public final class ServiceMetrics: Sendable {
     /// Upper bounds of the latency histogram, in seconds.
@@ -24,6 +26,7 @@ public final class ServiceMetrics: Sendable {
     private let duration: CoreMetrics.Timer
     private let images: CoreMetrics.Counter
     private let faces: CoreMetrics.Counter
+    private let memoryReturns: CoreMetrics.Counter
     let workersBusy: CoreMetrics.Gauge
     let queueLength: CoreMetrics.Gauge
 
@@ -36,6 +39,7 @@ public final class ServiceMetrics: Sendable {
         duration = CoreMetrics.Timer(label: "fer_request_duration_seconds", factory: factory)
         images = CoreMetrics.Counter(label: "fer_images_total", factory: factory)
         faces = CoreMetrics.Counter(label: "fer_faces_total", factory: factory)
+        memoryReturns = CoreMetrics.Counter(label: "fer_memory_returns_total", factory: factory)
         workersBusy = CoreMetrics.Gauge(label: "fer_workers_busy", factory: factory)
         queueLength = CoreMetrics.Gauge(label: "fer_worker_queue_length", factory: factory)
         workersBusy.record(0)
@@ -54,6 +58,8 @@ public final class ServiceMetrics: Sendable {
     func recordImages(_ count: Int) { images.increment(by: count) }
 
     func recordFaces(_ count: Int) { faces.increment(by: count) }
+
+    func recordMemoryReturn() { memoryReturns.increment() }
 
     /// The metrics as Prometheus text (exposition format 0.0.4).
     public func prometheusText() -> String { registry.emitToString() }

@@ -1,77 +1,7 @@
-import Hummingbird
-import MultipartKit
+import NIOCore
 
-/// A header value of the form `type/subtype; name=value; name="quoted value"` (RFC 9110 section 5.6.6):
-/// parameter names compare case-insensitively, values (tokens or quoted strings) keep their case.
-struct HeaderValue: Equatable {
-    /// The part before the first `;`, lowercased (`multipart/form-data`, `form-data`).
-    let value: String
-    /// Parameters by lowercased name, values as sent (quotes and backslash escapes removed).
-    let parameters: [String: String]
-
-    init(parsing text: String) throws(ServiceError) {
-        let bytes = Array(text.utf8)
-        var i = 0
-        func skipSpace() { while i < bytes.count, bytes[i] == 0x20 || bytes[i] == 0x09 { i += 1 } }
-        while i < bytes.count, bytes[i] != 0x3B { i += 1 }  // ';'
-        value = String(decoding: bytes[..<i], as: UTF8.self).trimmingSpaces.lowercased()
-        var parameters: [String: String] = [:]
-        while i < bytes.count {
-            i += 1  // the ';'
-            skipSpace()
-            if i == bytes.count { break }  // a trailing ';'
-            let nameStart = i
-            while i < bytes.count, bytes[i] != 0x3D, bytes[i] != 0x3B { i += 1 }  // '=' or ';'
-            guard i < bytes.count, bytes[i] == 0x3D, i > nameStart else {
-                throw ServiceError(.malformedHeader(text, detail: "parameter at byte \(nameStart) has no '=value'"))
-            }
-            let name = String(decoding: bytes[nameStart..<i], as: UTF8.self).trimmingSpaces.lowercased()
-            i += 1
-            skipSpace()
-            var parameterValue: [UInt8] = []
-            if i < bytes.count, bytes[i] == 0x22 {  // a quoted string, with backslash escapes
-                i += 1
-                var closed = false
-                while i < bytes.count {
-                    if bytes[i] == 0x5C, i + 1 < bytes.count {
-                        parameterValue.append(bytes[i + 1])
-                        i += 2
-                    } else if bytes[i] == 0x22 {
-                        closed = true
-                        i += 1
-                        break
-                    } else {
-                        parameterValue.append(bytes[i])
-                        i += 1
-                    }
-                }
-                guard closed else { throw ServiceError(.malformedHeader(text, detail: "parameter '\(name)' has an unclosed quote")) }
-                skipSpace()
-                guard i == bytes.count || bytes[i] == 0x3B else {
-                    throw ServiceError(.malformedHeader(text, detail: "text after the quoted value of '\(name)'"))
-                }
-            } else {
-                let start = i
-                while i < bytes.count, bytes[i] != 0x3B { i += 1 }
-                parameterValue = Array(String(decoding: bytes[start..<i], as: UTF8.self).trimmingSpaces.utf8)
-            }
-            parameters[name] = String(decoding: parameterValue, as: UTF8.self)
-        }
-        self.parameters = parameters
-    }
-}
-
-extension String {
-    var trimmingSpaces: String {
-        var s = Substring(self)
-        while let c = s.first, c == " " || c == "\t" { s.removeFirst() }
-        while let c = s.last, c == " " || c == "\t" { s.removeLast() }
-        return String(s)
-    }
-}
-
-/// `multipart/form-data` request bodies (RFC 7578), parsed as they stream in by MultipartKit's
-/// `MultipartParser` (one pass, linear in the body).
+/// `multipart/form-data` request bodies (RFC 7578), parsed as they stream in by
+/// ``MultipartBodyParser`` (one pass, linear in the body).
 enum Multipart {
     /// RFC 2046 section 5.1.1: a boundary is 1 to 70 characters.
     static let maxBoundaryLength = 70
@@ -109,102 +39,253 @@ enum Multipart {
         var ignoredFields: [String] = []
     }
 
-    /// Reads `body` through the parser, at most `maxBytes` bytes. A part is a file when its
-    /// Content-Disposition has a `filename` or its Content-Type is `image/*` or
-    /// `application/octet-stream`; other parts are form fields and are skipped. A body must end
-    /// with its closing delimiter (`--boundary--`).
-    static func read<Body: AsyncSequence>(_ body: Body, boundary: String, maxBytes: Int) async throws -> Contents
+    /// Reads `body` through a ``MultipartBodyParser`` (at most `maxParts` parts), each chunk counted
+    /// by `limits` first (the body limit and the in-flight budget; see ``BodyReader``).
+    static func read<Body: AsyncSequence>(_ body: Body, boundary: String, maxParts: Int, limits: BodyLimits) async throws -> Contents
     where Body.Element == ByteBuffer {
-        let collector = PartCollector()
-        let parser = MultipartParser(boundary: boundary)
-        parser.onHeader = { name, value in collector.header(name, value) }
-        parser.onBody = { buffer in collector.body(buffer) }
-        parser.onPartComplete = { collector.complete() }
-        var received = 0
-        for try await chunk in body {
-            received += chunk.readableBytes
-            guard received <= maxBytes else { throw ServiceError(.bodyTooLarge(limit: maxBytes)) }
-            do {
-                try parser.execute(chunk)
-            } catch {
-                throw ServiceError(.multipart("malformed multipart body: syntax error in part \(collector.partNumber)'s headers or delimiter"))
-            }
-            if let error = collector.error { throw error }
-        }
-        guard received > 0 else { throw ServiceError(.emptyBody) }
-        guard collector.partNumber > 1 || collector.isOpen else {
-            throw ServiceError(.multipart("malformed multipart body: boundary '\(boundary)' not found"))
-        }
-        // The parser has no end-of-input call. Only in its epilogue state (after `--boundary--`) does it
-        // ignore input without a callback or an error; anywhere else (inside a part's headers or
-        // body, or right after a delimiter) these three bytes produce one or the other.
-        let events = collector.events
-        let closed = (try? parser.execute([0, 13, 0])) != nil && collector.events == events
-        guard closed else {
-            throw ServiceError(.multipart("malformed multipart body: part \(collector.partNumber) has no closing delimiter '--\(boundary)--'"))
-        }
-        return collector.contents
+        let parser = MultipartBodyParser(boundary: boundary, maxParts: maxParts)
+        try await BodyReader.forEachChunk(of: body, limits: limits) { chunk throws(ServiceError) in try parser.feed(chunk) }
+        return try parser.finish()
     }
 }
 
-/// Receives the parser's callbacks for one body.
-private final class PartCollector {
-    var contents = Multipart.Contents()
-    /// Callbacks so far (tells whether the parser did anything with some input).
-    var events = 0
-    /// 1-based number of the part being read.
-    var partNumber = 1
-    /// Whether the current part has produced headers or bytes.
-    var isOpen = false
-    var error: ServiceError?
-    private var headers: [(name: String, value: String)] = []
+/// One `multipart/form-data` body (RFC 2046 section 5.1.1, RFC 7578), fed chunk by chunk as it
+/// arrives and parsed in one pass, linear in the body (no async, no I/O: the fuzz target in `tools/fuzz`
+/// drives it directly). A part is a file when its Content-Disposition has a `filename` or its
+/// Content-Type is `image/*` or `application/octet-stream`; other parts are form fields and are
+/// skipped. Every part counts towards `maxParts`, fields included, and the first part over it is refused
+/// as soon as its headers are read; a part's headers are at most ``maxHeaderBytes``. A body must end
+/// with its closing delimiter (`--boundary--`); what follows it (the epilogue) is ignored.
+///
+/// Our own parser, not MultipartKit's: MultipartKit 4.7.1 traps (index out of range, the whole
+/// process gone) on a byte over 0x7F in a part's header name, found by `tools/fuzz/fuzz-serve`.
+final class MultipartBodyParser {
+    /// Largest header section of one part, in bytes (400 beyond it).
+    static let maxHeaderBytes = 16 << 10
+    /// Longest transport padding (spaces and tabs) after a delimiter.
+    static let maxPaddingBytes = 256
+
+    private enum State {
+        /// Before the first delimiter (the preamble, ignored).
+        case preamble
+        /// Right after a delimiter: `--` (the closing one), or padding and CRLF (a part follows).
+        case afterDelimiter
+        /// Inside a part's header section.
+        case headers
+        /// Inside a part's content.
+        case content
+        /// After the closing delimiter.
+        case epilogue
+    }
+
+    private let boundary: String
+    /// CRLF, `--`, the boundary: what ends a part's content. The body is read as if a CRLF preceded it,
+    /// so that a delimiter at its very start is found the same way.
+    private let delimiter: [UInt8]
+    private let maxParts: Int
+    private var state = State.preamble
+    /// Bytes received but not yet consumed, from `position` on: at most a delimiter's length in
+    /// `content` and `preamble` once a chunk is consumed, at most ``maxHeaderBytes`` in `headers`.
+    private var pending: [UInt8] = [13, 10]
+    private var position = 0
+    /// In `headers`: where the search for the blank line goes on (each byte is looked at once however
+    /// the section is cut into chunks).
+    private var headerScan = 0
+    private var contents = Multipart.Contents()
+    /// 1-based number of the part being read (0 before the first).
+    private var partNumber = 0
+    private var current: (name: String, isFile: Bool)?
     private var bytes: [UInt8] = []
-    private var isFile: Bool?
+    private var error: ServiceError?
+    /// Bytes fed so far.
+    private(set) var receivedBytes = 0
 
-    func header(_ name: String, _ value: String) {
-        events += 1
-        isOpen = true
-        headers.append((name.lowercased(), value))
+    init(boundary: String, maxParts: Int) {
+        self.boundary = boundary
+        delimiter = Array("\r\n--\(boundary)".utf8)
+        self.maxParts = maxParts
     }
 
-    func body(_ buffer: ByteBuffer) {
-        events += 1
-        isOpen = true
-        if isFile == nil { isFile = classify() }
-        if isFile == true { bytes += buffer.readableBytesView }
-    }
-
-    func complete() {
-        events += 1
-        if isFile == nil { isFile = classify() }
-        let disposition = headers.last { $0.name == "content-disposition" }.flatMap { try? HeaderValue(parsing: $0.value) }
-        let name = disposition?.parameters["filename"] ?? disposition?.parameters["name"] ?? "part \(partNumber)"
-        if isFile == true {
-            contents.files.append(.init(name: name, bytes: bytes))
-        } else {
-            contents.ignoredFields.append(name)
+    /// Parses the next chunk of the body; throws at the first problem (the parser is then done).
+    func feed(_ chunk: ByteBuffer) throws(ServiceError) {
+        if let error { throw error }
+        receivedBytes += chunk.readableBytes
+        guard state != .epilogue else { return }
+        pending += chunk.readableBytesView
+        do {
+            try consume()
+        } catch {
+            self.error = error
+            throw error
         }
-        partNumber += 1
-        isOpen = false
-        headers = []
-        bytes = []
-        isFile = nil
+        headerScan -= position
+        pending.removeFirst(position)
+        position = 0
     }
 
-    private func classify() -> Bool {
+    /// The parts of a body that ended after its closing delimiter.
+    func finish() throws(ServiceError) -> Multipart.Contents {
+        if let error { throw error }
+        guard receivedBytes > 0 else { throw ServiceError(.emptyBody) }
+        switch state {
+        case .epilogue: return contents
+        case .preamble: throw ServiceError(.multipart("malformed multipart body: boundary '\(boundary)' not found"))
+        default:
+            throw ServiceError(.multipart("malformed multipart body: part \(max(1, partNumber)) has no closing delimiter '--\(boundary)--'"))
+        }
+    }
+
+    /// Consumes `pending` as far as it can be decided.
+    private func consume() throws(ServiceError) {
+        while true {
+            switch state {
+            case .preamble, .content:
+                guard takeUntilDelimiter() else { return }
+                completePart()
+                state = .afterDelimiter
+            case .afterDelimiter:
+                guard try readDelimiterLine() else { return }
+            case .headers:
+                guard try readHeaders() else { return }
+            case .epilogue:
+                position = pending.count
+                return
+            }
+        }
+    }
+
+    /// Looks for the next delimiter from `position`: hands what comes before it to the current part
+    /// and moves past it (true); or, if there is none yet, hands over every byte that cannot begin one
+    /// (false).
+    private func takeUntilDelimiter() -> Bool {
+        var start = position
+        while let cr = pending[start...].firstIndex(of: 13) {
+            let available = pending.count - cr
+            if available < delimiter.count {
+                if pending[cr...].elementsEqual(delimiter.prefix(available)) {
+                    // A delimiter may begin here: kept for the next chunk.
+                    handOver(pending[position..<cr])
+                    position = cr
+                    return false
+                }
+            } else if pending[cr..<(cr + delimiter.count)].elementsEqual(delimiter) {
+                handOver(pending[position..<cr])
+                position = cr + delimiter.count
+                return true
+            }
+            start = cr + 1
+        }
+        handOver(pending[position...])
+        position = pending.count
+        return false
+    }
+
+    private func handOver(_ content: ArraySlice<UInt8>) {
+        if state == .content, current?.isFile == true { bytes += content }
+    }
+
+    /// After a delimiter: `--` closes the body; spaces or tabs, then CRLF, begin a part. Returns false
+    /// when more bytes are needed.
+    private func readDelimiterLine() throws(ServiceError) -> Bool {
+        let rest = pending[position...]
+        guard rest.count >= 2 else { return false }
+        if rest.starts(with: [0x2D, 0x2D]) {  // "--"
+            state = .epilogue
+            return true
+        }
+        let padding = rest.prefix { $0 == 0x20 || $0 == 0x09 }.count
+        guard padding <= Self.maxPaddingBytes else { throw syntax("more than \(Self.maxPaddingBytes) bytes of padding after a delimiter") }
+        guard padding + 2 <= rest.count else { return false }
+        guard rest.dropFirst(padding).starts(with: [13, 10]) else { throw syntax("a delimiter is followed by neither '--' nor a line break") }
+        position += padding + 2
+        headerScan = position
+        partNumber += 1
+        state = .headers
+        return true
+    }
+
+    /// A part's header section, up to its empty line. Returns false when more bytes are needed.
+    private func readHeaders() throws(ServiceError) -> Bool {
+        let end: Int  // index of the CRLF that ends the last header line, or of the blank line itself
+        if pending[position...].starts(with: [13, 10]) {
+            end = position  // no headers at all
+        } else if let blank = pending[max(position, headerScan)...].firstRange(of: [13, 10, 13, 10]) {
+            end = blank.lowerBound + 2
+        } else {
+            headerScan = max(position, pending.count - 3)
+            guard pending.count - position <= Self.maxHeaderBytes + 2 else { throw headersTooLong() }
+            return false
+        }
+        guard end - position <= Self.maxHeaderBytes else { throw headersTooLong() }
+        var headers: [(name: String, value: String)] = []
+        var lineStart = position
+        while lineStart < end, let lineEnd = pending[lineStart..<end].firstRange(of: [13, 10]) {
+            headers.append(try header(pending[lineStart..<lineEnd.lowerBound]))
+            lineStart = lineEnd.upperBound
+        }
+        position = end + 2
+        try openPart(headers)
+        state = .content
+        return true
+    }
+
+    /// One `name: value` line (RFC 9110 section 5: the name a token, no folding).
+    private func header(_ line: ArraySlice<UInt8>) throws(ServiceError) -> (name: String, value: String) {
+        if let first = line.first, first == 0x20 || first == 0x09 { throw syntax("folded header line (obsolete, RFC 9112 section 5.2)") }
+        guard let colon = line.firstIndex(of: 0x3A) else { throw syntax("header line without ':'") }
+        let name = line[..<colon]
+        guard !name.isEmpty, name.allSatisfy(Self.isTokenCharacter) else {
+            throw syntax("header name is not a token (RFC 9110 section 5.1)")
+        }
+        guard !line.contains(10), !line.contains(13) else { throw syntax("bare CR or LF in a header line") }
+        let value = String(decoding: line[(colon + 1)...], as: UTF8.self).trimmingSpaces
+        return (String(decoding: name, as: UTF8.self).lowercased(), value)
+    }
+
+    private static func isTokenCharacter(_ byte: UInt8) -> Bool {
+        switch byte {
+        case 0x30...0x39, 0x41...0x5A, 0x61...0x7A: true
+        default: Array("!#$%&'*+-.^_`|~".utf8).contains(byte)
+        }
+    }
+
+    private func openPart(_ headers: [(name: String, value: String)]) throws(ServiceError) {
+        guard partNumber <= maxParts else { throw ServiceError(.tooManyParts(limit: maxParts)) }
+        var isFile = false
+        var disposition: HeaderValue?
         for (name, value) in headers {
             if name == "content-disposition" {
-                do {
-                    if try HeaderValue(parsing: value).parameters["filename"] != nil { return true }
-                } catch {
-                    self.error = ServiceError(.multipart("part \(partNumber): \(error.message)"))
+                do { disposition = try HeaderValue(parsing: value) } catch {
+                    throw ServiceError(.multipart("part \(partNumber): \(error.message)"))
                 }
+                if disposition?.parameters["filename"] != nil { isFile = true }
             }
             if name == "content-type" {
                 let type = value.lowercased()
-                if type.hasPrefix("image/") || type.hasPrefix("application/octet-stream") { return true }
+                if type.hasPrefix("image/") || type.hasPrefix("application/octet-stream") { isFile = true }
             }
         }
-        return false
+        let name = disposition?.parameters["filename"] ?? disposition?.parameters["name"] ?? "part \(partNumber)"
+        current = (name, isFile)
+        bytes = []
+    }
+
+    private func completePart() {
+        guard let current else { return }
+        if current.isFile {
+            contents.files.append(.init(name: current.name, bytes: bytes))
+        } else {
+            contents.ignoredFields.append(current.name)
+        }
+        self.current = nil
+        bytes = []
+    }
+
+    private func syntax(_ detail: String) -> ServiceError {
+        ServiceError(.multipart("malformed multipart body: part \(max(1, partNumber)): \(detail)"))
+    }
+
+    private func headersTooLong() -> ServiceError {
+        ServiceError(.multipart("malformed multipart body: part \(partNumber)'s headers are over \(Self.maxHeaderBytes) bytes"))
     }
 }

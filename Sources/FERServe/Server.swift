@@ -12,8 +12,22 @@ public struct ServerSettings: Sendable {
     public var host = "127.0.0.1"
     /// Port (0 picks a free one).
     public var port = 8080
-    /// Largest accepted request body, in bytes.
+    /// Largest accepted request body, in bytes (413): a declared Content-Length over it is refused
+    /// before the body is read.
     public var maxBodyBytes = 16 << 20
+    /// Request bodies in flight (reserved by their Content-Length before they are read, counted as they
+    /// arrive when chunked, held until the request is answered), at most this many bytes; a request
+    /// that would go over it gets a 503 before its body is read. At least ``maxBodyBytes``.
+    public var maxInflightBodyBytes = 256 << 20
+    /// Parts of a multipart body at most, text fields included (413 at the first part over it).
+    public var maxParts = 64
+    /// Seconds a request's whole body may take to arrive, counted from its head, before a 408 and
+    /// closing (a trickled body is cut off here, whatever the idle timeout).
+    public var bodyTimeout: Double = 30
+    /// Once request bodies in flight that held at least this many bytes at once are all answered, the
+    /// memory freed is given back to the system (``ProcessMemory/returnFreedMemory()``; counted as
+    /// `fer_memory_returns_total`). Without it a burst of uploads stays resident.
+    public var returnMemoryAfterBytes = ProcessMemory.retainedLimit
     /// Requests classified at the same time; others wait their turn.
     public var workers = ProcessInfo.processInfo.activeProcessorCount
     /// Seconds a request may wait for a worker before a 503.
@@ -48,15 +62,22 @@ public struct ServerSettings: Sendable {
 /// - `GET` or `HEAD /metrics`: Prometheus text (see ``ServiceMetrics``).
 ///
 /// Every error is a JSON body `{"error": {"status": N, "message": "..."}}` with a 4xx/5xx status;
-/// a known path with another method gets 405 with `Allow`.
+/// a known path with another method gets 405 with `Allow`. In a multipart request each file part gets
+/// its own entry in `results`, in order: its result, or `{"input": NAME, "error": {"status": N,
+/// "message": "NAME: ..."}}` when that image is refused (one bad part costs the others nothing); the
+/// answer is 200 whenever the request itself was well formed. The request as a whole fails (4xx/5xx,
+/// no `results`) for what concerns all of it: its headers or body framing, its size and part count,
+/// the in-flight budget, the body deadline, the wait for a worker and the processing deadline.
 public struct FERService: Sendable {
     public let classifier: FERClassifier
     /// The photo pipeline behind `/v1/analyze` (nil: that route answers 501).
     public let analyzer: FaceAnalyzer?
     public let settings: ServerSettings
     public let metrics: ServiceMetrics
-    private let pool: WorkerPool
-    private let beforeEachImage: (@Sendable (_ input: String) -> Void)?
+    let pool: WorkerPool
+    /// Request bodies in flight (``ServerSettings/maxInflightBodyBytes``).
+    let bodyBudget: InflightBodyBudget
+    let beforeEachImage: (@Sendable (_ input: String) -> Void)?
 
     /// The routes and the methods each takes.
     static let routes: [String: [String]] = [
@@ -74,7 +95,14 @@ public struct FERService: Sendable {
         let metrics = ServiceMetrics(model: classifier.model.architecture.description)
         self.metrics = metrics
         self.pool = WorkerPool(workers: max(1, settings.workers), metrics: metrics)
+        self.bodyBudget = InflightBodyBudget(limit: settings.maxInflightBodyBytes, trimAfter: settings.returnMemoryAfterBytes) {
+            ProcessMemory.returnFreedMemory()
+            metrics.recordMemoryReturn()
+        }
     }
+
+    /// Bytes of request bodies held now against ``ServerSettings/maxInflightBodyBytes``.
+    public var inflightBodyBytes: Int { bodyBudget.inUse }
 
     /// The router with every route and the error, metrics and access-log middleware.
     public func router() -> Router<FERRequestContext> {
@@ -98,7 +126,15 @@ public struct FERService: Sendable {
     public func application(onServerRunning: @escaping @Sendable (_ port: Int) async -> Void = { _ in }) -> some ApplicationProtocol {
         var logger = Logger(label: "fer-serve")
         logger.logLevel = settings.logLevel
-        let http1 = HTTP1Channel.Configuration(idleTimeout: .nanoseconds(Int64(settings.idleTimeout * 1e9)))
+        let bodyTimeout = TimeAmount.nanoseconds(Int64(settings.bodyTimeout * 1e9))
+        let metrics = self.metrics
+        let refused: @Sendable (ServiceError) -> Void = { [logger] error in
+            metrics.record(route: "other", status: Int(error.status.code), seconds: 0)
+            logger.info("- - \(error.status.code) (refused before any route)", metadata: ["error": .string(error.message)])
+        }
+        let http1 = HTTP1Channel.Configuration(
+            additionalChannelHandlers: [RequestBodyGuard(bodyTimeout: bodyTimeout, onRefused: refused)],
+            idleTimeout: .nanoseconds(Int64(settings.idleTimeout * 1e9)))
         let headTimeout = TimeAmount.nanoseconds(Int64(settings.headerTimeout * 1e9))
         let server = HTTPServerBuilder { responder in
             HeadTimeoutHTTP1Channel(base: HTTP1Channel(responder: responder, configuration: http1), headTimeout: headTimeout)
@@ -115,113 +151,6 @@ public struct FERService: Sendable {
     public func run() async throws {
         try await application().runService()
     }
-
-    /// The images of a request: the body itself, or every file part of a multipart body; and whether it was multipart.
-    private func images(of request: Request) async throws -> (inputs: [Multipart.FilePart], isMultipart: Bool) {
-        let rawType = request.headers[.contentType] ?? ""
-        let contentType = try HeaderValue(parsing: rawType)
-        let inputs: [Multipart.FilePart]
-        let isMultipart = contentType.value == "multipart/form-data"
-        if isMultipart {
-            let boundary = try Multipart.boundary(of: contentType)  // before reading any of the body
-            let contents = try await Multipart.read(request.body, boundary: boundary, maxBytes: settings.maxBodyBytes)
-            guard !contents.files.isEmpty else {
-                let ignored = contents.ignoredFields.isEmpty ? "" : " (fields ignored: \(contents.ignoredFields.joined(separator: ", ")))"
-                throw ServiceError(.multipart("multipart body holds no file part\(ignored): send each image as a file, e.g. curl -F image=@face.png"))
-            }
-            inputs = contents.files
-        } else if ["", "image/png", "image/jpeg", "application/octet-stream"].contains(contentType.value) {
-            let body: ByteBuffer
-            do {
-                body = try await request.body.collect(upTo: settings.maxBodyBytes)
-            } catch {
-                throw ServiceError(.bodyTooLarge(limit: settings.maxBodyBytes))
-            }
-            guard body.readableBytes > 0 else { throw ServiceError(.emptyBody) }
-            inputs = [.init(name: "body", bytes: Array(body.readableBytesView))]
-        } else {
-            throw ServiceError(.unsupportedMediaType(rawType))
-        }
-        return (inputs, isMultipart)
-    }
-
-    private func classify(_ request: Request, context: FERRequestContext) async throws -> Response {
-        let (inputs, isMultipart) = try await images(of: request)
-        let classifier = self.classifier
-        let options = ImageDecodingOptions(maxPixels: settings.maxPixels, maxFileBytes: settings.maxBodyBytes)
-        let hook = beforeEachImage
-        let results = try await pool.run(waitLimit: settings.requestTimeout, deadline: settings.deadline) { job in
-            try inputs.map { input in try Self.classifyOne(input, classifier: classifier, options: options, job: job, hook: hook) }
-        }
-        context.outcome.set(images: results.count)
-        metrics.recordImages(results.count)
-        let records = results.map { result -> [String: Any] in
-            var record = result.classification.jsonFields(labels: classifier.labels)
-            record["input"] = result.input
-            record["timing_ms"] = ["decode": result.decodeMs, "inference": result.inferenceMs, "total": result.decodeMs + result.inferenceMs]
-            return record
-        }
-        return json(.ok, isMultipart ? ["results": records] as [String: Any] : records[0])
-    }
-
-    private func analyze(_ request: Request, context: FERRequestContext) async throws -> Response {
-        guard let analyzer else { throw ServiceError(.noAnalyzer) }
-        let (inputs, isMultipart) = try await images(of: request)
-        let options = ImageDecodingOptions(maxPixels: settings.maxPixels, maxFileBytes: settings.maxBodyBytes)
-        let hook = beforeEachImage
-        let results = try await pool.run(waitLimit: settings.requestTimeout, deadline: settings.deadline) { job in
-            try inputs.map { input -> (String, PhotoAnalysis, Double) in
-                try job.check("while decoding \(input.name)")
-                hook?(input.name)
-                let start = DispatchTime.now().uptimeNanoseconds
-                let image: RGBImage
-                do { image = try ImageDecoder.decode(bytes: input.bytes, path: input.name, options: options).image } catch {
-                    throw ServiceError(.image(input: input.name, message: (error as? ImageError)?.message ?? "\(error)"))
-                }
-                let decodeMs = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
-                try job.check("while analysing \(input.name)")
-                return (input.name, try analyzer.analyze(image), decodeMs)
-            }
-        }
-        context.outcome.set(images: results.count)
-        metrics.recordImages(results.count)
-        metrics.recordFaces(results.reduce(0) { $0 + $1.1.faces.count })
-        let records = results.map { (name, analysis, decodeMs) -> [String: Any] in
-            var record = analysis.jsonFields(labels: analyzer.classifier.labels)
-            record["input"] = name
-            let t = analysis.timing
-            record["timing_ms"] = ["decode": decodeMs, "detect": t.detect, "align": t.align, "classify": t.classify]
-            return record
-        }
-        return json(.ok, isMultipart ? ["results": records] as [String: Any] : records[0])
-    }
-
-    private struct ImageResult: Sendable {
-        let input: String
-        let classification: Classification
-        let decodeMs: Double
-        let inferenceMs: Double
-    }
-
-    /// Runs on a worker thread.
-    private static func classifyOne(_ input: Multipart.FilePart, classifier: FERClassifier, options: ImageDecodingOptions,
-                                    job: WorkerJob, hook: (@Sendable (String) -> Void)?) throws -> ImageResult {
-        try job.check("while decoding \(input.name)")
-        hook?(input.name)
-        let start = DispatchTime.now().uptimeNanoseconds
-        let decoded: DecodedImage
-        do {
-            decoded = try ImageDecoder.decode(bytes: input.bytes, path: input.name, options: options)
-        } catch {
-            throw ServiceError(.image(input: input.name, message: error.message))
-        }
-        let decodedAt = DispatchTime.now().uptimeNanoseconds
-        try job.check("while classifying \(input.name)")
-        let classification = try classifier.classify(decoded.image)
-        let end = DispatchTime.now().uptimeNanoseconds
-        return ImageResult(input: input.name, classification: classification,
-                           decodeMs: Double(decodedAt - start) / 1e6, inferenceMs: Double(end - decodedAt) / 1e6)
-    }
 }
 
 /// Hummingbird's basic context plus what the access log reports about a request.
@@ -234,72 +163,20 @@ public struct FERRequestContext: RequestContext {
 
 /// Set by a route, read by the access log.
 final class RequestOutcome: @unchecked Sendable {
-    // Safety of @unchecked Sendable: `storedImages` is read and written under `lock`.
+    // Safety of @unchecked Sendable: `counts` is read and written under `lock`.
     private let lock = NSLock()
-    private var storedImages: Int?
+    private var counts: (images: Int, failed: Int)?
 
-    func set(images: Int) {
+    /// `images` processed, `failed` of the request's parts refused on their own.
+    func set(images: Int, failed: Int = 0) {
         lock.lock()
-        storedImages = images
+        counts = (images, failed)
         lock.unlock()
     }
 
-    var images: Int? {
+    var images: (images: Int, failed: Int)? {
         lock.lock()
         defer { lock.unlock() }
-        return storedImages
-    }
-}
-
-func json(_ status: HTTPResponse.Status, _ object: Any, headers: HTTPFields = [:]) -> Response {
-    let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
-    var fields = headers
-    fields[.contentType] = "application/json"
-    return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: data)))
-}
-
-/// Turns every failure (unknown paths and methods included) into a JSON error, counts requests,
-/// errors and latency, and writes one access-log line per request: method, path, status, duration,
-/// and the number of images or the error.
-struct AccessLogMiddleware: RouterMiddleware {
-    typealias Context = FERRequestContext
-    let metrics: ServiceMetrics
-
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        let start = DispatchTime.now().uptimeNanoseconds
-        let path = request.uri.path
-        var failure: ServiceError?
-        var response: Response
-        do {
-            response = try await next(request, context)
-        } catch let error as ServiceError {
-            failure = error
-            response = Response(status: .internalServerError)
-        } catch let error as HTTPError {
-            if error.status == .notFound, let allowed = FERService.routes[path] {
-                failure = ServiceError(.methodNotAllowed(method: request.method.rawValue, path: path, allowed: allowed))
-            } else if error.status == .notFound {
-                failure = ServiceError(.notFound(method: request.method.rawValue, path: path))
-            } else {
-                failure = ServiceError(.http(error.status, message: error.body ?? error.status.reasonPhrase))
-            }
-            response = Response(status: .internalServerError)
-        } catch {
-            failure = ServiceError(.internalError("\(error)"))
-            response = Response(status: .internalServerError)
-        }
-        if let failure {
-            var headers: HTTPFields = [:]
-            if case .methodNotAllowed(_, _, let allowed) = failure.kind { headers[.allow] = allowed.joined(separator: ", ") }
-            response = json(failure.status, ["error": ["status": Int(failure.status.code), "message": failure.message]], headers: headers)
-        }
-        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        metrics.record(route: path, status: Int(response.status.code), seconds: seconds)
-        var metadata: Logger.Metadata = [:]
-        if let images = context.outcome.images { metadata["images"] = .stringConvertible(images) }
-        if let failure { metadata["error"] = .string(failure.message) }
-        context.logger.log(level: .info, "\(request.method.rawValue) \(path) \(response.status.code) \(String(format: "%.1f", seconds * 1e3)) ms",
-                           metadata: metadata)
-        return response
+        return counts
     }
 }

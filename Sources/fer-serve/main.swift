@@ -15,12 +15,15 @@ struct FerServe: AsyncParsableCommand {
             JSON like `fer-infer --json`), POST /v1/analyze (the same bodies as photos: every face found,
             aligned and classified; JSON like `fer-infer --json` on photos), GET /healthz, GET /metrics
             (Prometheus text).
-            Errors are JSON: {"error": {"status": N, "message": "..."}}. SIGTERM or SIGINT stops it
+            Errors are JSON: {"error": {"status": N, "message": "..."}}; in a multipart request each
+            part gets its own entry in "results" (its result, or its error), 200 when the request itself
+            was well formed. SIGTERM or SIGINT stops it
             gracefully (requests in flight finish).
 
             Environment: FER_SERVE_HOST, FER_SERVE_PORT, FER_MODEL, FER_DETECTOR, FER_SERVE_WORKERS,
-            FER_SERVE_MAX_BODY, FER_SERVE_TIMEOUT, FER_SERVE_DEADLINE, FER_SERVE_MAX_PIXELS,
-            FER_SERVE_HEADER_TIMEOUT, FER_SERVE_IDLE_TIMEOUT, FER_SERVE_MAX_CONNECTIONS, FER_SERVE_LOG_LEVEL.
+            FER_SERVE_MAX_BODY, FER_SERVE_MAX_INFLIGHT_BYTES, FER_SERVE_MAX_PARTS, FER_SERVE_TIMEOUT,
+            FER_SERVE_DEADLINE, FER_SERVE_MAX_PIXELS, FER_SERVE_HEADER_TIMEOUT, FER_SERVE_BODY_TIMEOUT,
+            FER_SERVE_IDLE_TIMEOUT, FER_SERVE_MAX_CONNECTIONS, FER_SERVE_LOG_LEVEL.
 
             Example:
               fer-serve --port 8080 --model weights/lfnsb7-seeded.pth
@@ -54,8 +57,15 @@ struct FerServe: AsyncParsableCommand {
     @Option(help: "Classifications run at the same time.")
     var workers = Int(env["FER_SERVE_WORKERS"] ?? "") ?? ProcessInfo.processInfo.activeProcessorCount
 
-    @Option(name: .customLong("max-body"), help: "Largest request body in bytes.")
+    @Option(name: .customLong("max-body"), help: "Largest request body in bytes (then 413; default 16 MiB).")
     var maxBody = Int(env["FER_SERVE_MAX_BODY"] ?? "") ?? 16 << 20
+
+    @Option(name: .customLong("max-inflight-bytes"),
+            help: "Bytes of request bodies held at once, at least --max-body (beyond it 503 before the body is read; default 256 MiB).")
+    var maxInflightBytes = Int(env["FER_SERVE_MAX_INFLIGHT_BYTES"] ?? "") ?? 256 << 20
+
+    @Option(name: .customLong("max-parts"), help: "Parts of a multipart body at most, text fields included (then 413).")
+    var maxParts = Int(env["FER_SERVE_MAX_PARTS"] ?? "") ?? 64
 
     @Option(help: "Seconds a request may wait for a worker (then 503).")
     var timeout = Double(env["FER_SERVE_TIMEOUT"] ?? "") ?? 30
@@ -69,6 +79,9 @@ struct FerServe: AsyncParsableCommand {
     @Option(name: .customLong("header-timeout"), help: "Seconds a client has to send a request's headers (then 408 and close).")
     var headerTimeout = Double(env["FER_SERVE_HEADER_TIMEOUT"] ?? "") ?? 10
 
+    @Option(name: .customLong("body-timeout"), help: "Seconds a request's whole body may take to arrive after its head (then 408 and close).")
+    var bodyTimeout = Double(env["FER_SERVE_BODY_TIMEOUT"] ?? "") ?? 30
+
     @Option(name: .customLong("idle-timeout"), help: "Seconds an idle keep-alive connection stays open.")
     var idleTimeout = Double(env["FER_SERVE_IDLE_TIMEOUT"] ?? "") ?? 60
 
@@ -80,10 +93,14 @@ struct FerServe: AsyncParsableCommand {
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
-        guard workers >= 1, maxBody >= 1, maxPixels >= 1, maxConnections >= 1 else {
-            throw ValidationError("--workers, --max-body, --max-pixels and --max-connections must be positive")
+        guard workers >= 1, maxBody >= 1, maxPixels >= 1, maxConnections >= 1, maxParts >= 1 else {
+            throw ValidationError("--workers, --max-body, --max-pixels, --max-parts and --max-connections must be positive")
         }
-        for (name, value) in [("--timeout", timeout), ("--deadline", deadline), ("--header-timeout", headerTimeout), ("--idle-timeout", idleTimeout)] {
+        guard maxInflightBytes >= maxBody else {
+            throw ValidationError("--max-inflight-bytes (\(maxInflightBytes)) must be at least --max-body (\(maxBody)), or no body of the largest size could be read")
+        }
+        for (name, value) in [("--timeout", timeout), ("--deadline", deadline), ("--header-timeout", headerTimeout),
+                              ("--body-timeout", bodyTimeout), ("--idle-timeout", idleTimeout)] {
             guard value > 0, value <= 86_400 else { throw ValidationError("\(name) must be between 0 and 86400 seconds, got \(value)") }
         }
         do { try FaceDetectionOptions(detectSize: detectSize, threshold: detectThreshold, maxFaces: maxFaces).validate() } catch {
@@ -112,6 +129,9 @@ struct FerServe: AsyncParsableCommand {
         settings.port = port
         settings.workers = workers
         settings.maxBodyBytes = maxBody
+        settings.maxInflightBodyBytes = maxInflightBytes
+        settings.maxParts = maxParts
+        settings.bodyTimeout = bodyTimeout
         settings.requestTimeout = timeout
         settings.deadline = deadline
         settings.maxPixels = maxPixels

@@ -16,9 +16,6 @@ extension Result where Failure == any Error {
 /// count and time.
 final class HardeningTests: XCTestCase {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    static let sharedClassifier = Result {
-        try FERClassifier(contentsOf: root.appendingPathComponent("weights/lfnsb7-seeded.pth").path, maxBatch: 1)
-    }
 
     private func png() throws -> [UInt8] {
         let path = Self.root.appendingPathComponent(".downloads/samples/Tom_Hanks_54745.png").path
@@ -30,21 +27,7 @@ final class HardeningTests: XCTestCase {
     private func withService<T: Sendable>(_ configure: (inout ServerSettings) -> Void = { _ in },
                                           beforeEachImage: (@Sendable (String) -> Void)? = nil,
                                           _ body: @escaping @Sendable (Int) async throws -> T) async throws -> T {
-        var settings = ServerSettings()
-        settings.port = 0
-        settings.workers = 2
-        settings.logLevel = .warning
-        configure(&settings)
-        let service = FERService(classifier: try Self.sharedClassifier.get(), settings: settings, beforeEachImage: beforeEachImage)
-        let (ports, continuation) = AsyncStream<Int>.makeStream()
-        let app = service.application { port in continuation.yield(port) }
-        let server = Task { try await app.run() }
-        var iterator = ports.makeAsyncIterator()
-        guard let port = await iterator.next() else { throw RawError("the service did not start") }
-        let result = await Result(asyncCatching: { try await body(port) })
-        server.cancel()
-        _ = await server.result
-        return try result.get()
+        try await withLoopbackService(configure, beforeEachImage: beforeEachImage) { _, port in try await body(port) }
     }
 
     func testBoundaryLongerThan70CharactersIsRefusedAtOnce() async throws {
@@ -162,6 +145,9 @@ final class HardeningTests: XCTestCase {
             let response = try await offPool { try RawConnection.request(port: port, "POST", "/v1/classify", headers: ["Content-Type": "image/png"], body: png) }
             XCTAssertEqual(response.status, 422)
             XCTAssertTrue(response.errorMessage.contains("112x112") && response.errorMessage.contains("12543"), response.errorMessage)
+            // The service's own flag, not fer-infer's words (issue 25, item 6).
+            XCTAssertTrue(response.errorMessage.contains("this service's limit of 12543"), response.errorMessage)
+            XCTAssertTrue(response.errorMessage.contains("fer-serve with a larger --max-pixels, or FER_SERVE_MAX_PIXELS"), response.errorMessage)
         }
         try await withService({ $0.maxPixels = 12_544 }) { port in
             let response = try await offPool { try RawConnection.request(port: port, "POST", "/v1/classify", headers: ["Content-Type": "image/png"], body: png) }
@@ -291,7 +277,7 @@ final class HardeningTests: XCTestCase {
 }
 
 /// A multipart/form-data body: each part with its Content-Disposition, optional Content-Type and bytes.
-private func multipart(_ boundary: String, _ parts: [(disposition: String, type: String?, bytes: [UInt8])], closing: String? = nil) -> [UInt8] {
+func multipart(_ boundary: String, _ parts: [(disposition: String, type: String?, bytes: [UInt8])], closing: String? = nil) -> [UInt8] {
     var body = [UInt8]()
     for part in parts {
         body += Array("--\(boundary)\r\nContent-Disposition: \(part.disposition)\r\n".utf8)

@@ -12,6 +12,7 @@ final class RawConnection: @unchecked Sendable {
     // Safety of @unchecked Sendable: each connection is used by one thread at a time.
     private let fd: Int32
     private var pending: [UInt8] = []
+    private var isClosed = false
 
     /// Connects, with a receive timeout of `timeout` seconds on every read.
     init(port: Int, timeout: Double = 10) throws {
@@ -32,7 +33,18 @@ final class RawConnection: @unchecked Sendable {
         }
     }
 
-    deinit { close(fd) }
+    deinit { if !isClosed { close(fd) } }
+
+    /// Half-closes: the server reads end of input, and can still answer.
+    func shutdownWrite() { shutdown(fd, Int32(SHUT_WR)) }
+
+    /// Closes with a reset (SO_LINGER 0), as a client that crashed or was killed.
+    func reset() {
+        var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+        close(fd)
+        isClosed = true
+    }
 
     func send(_ bytes: [UInt8]) throws {
         var offset = 0
@@ -44,6 +56,13 @@ final class RawConnection: @unchecked Sendable {
     }
 
     func send(_ text: String) throws { try send(Array(text.utf8)) }
+
+    /// Whether something (a response, or the end of the stream) can be read within `seconds`.
+    func isReadable(within seconds: Double) -> Bool {
+        if !pending.isEmpty { return true }
+        var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&descriptor, 1, Int32(seconds * 1000)) > 0
+    }
 
     /// Reads one chunk: nil at end of stream; throws on the receive timeout.
     private func receiveChunk() throws -> [UInt8]? {
@@ -94,6 +113,22 @@ final class RawConnection: @unchecked Sendable {
         let connection = try RawConnection(port: port, timeout: timeout)
         try connection.send(requestBytes(method, path, headers: headers, body: body))
         return try connection.readResponse()
+    }
+
+    /// A request with a chunked body, cut into chunks of `chunkSize` bytes (`extra` headers after
+    /// Transfer-Encoding, e.g. a Content-Length to make it contradict itself).
+    static func chunkedRequestBytes(_ method: String, _ path: String, headers: [String: String] = [:], body: [UInt8],
+                                    chunkSize: Int = 4096) -> [UInt8] {
+        var head = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
+        for (name, value) in headers { head += "\(name): \(value)\r\n" }
+        var bytes = Array((head + "\r\n").utf8)
+        var offset = 0
+        while offset < body.count {
+            let chunk = body[offset..<min(body.count, offset + chunkSize)]
+            bytes += Array("\(String(chunk.count, radix: 16))\r\n".utf8) + chunk + [13, 10]
+            offset += chunk.count
+        }
+        return bytes + Array("0\r\n\r\n".utf8)
     }
 
     static func requestBytes(_ method: String, _ path: String, headers: [String: String] = [:], body: [UInt8] = []) -> [UInt8] {

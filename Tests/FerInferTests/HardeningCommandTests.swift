@@ -1,5 +1,6 @@
 import FERImage
 import Foundation
+import TestImages
 import XCTest
 
 /// Issue 25 on the command line: eval's output paths checked before the run and the report kept when a
@@ -138,11 +139,7 @@ final class HardeningCommandTests: XCTestCase {
     func testA16BitGreyPhotoFindsTheFacesOfIts8BitTwin() throws {
         try requireGroupPhoto()
         let photo = try ImageDecoder.decode(path: CLI.root.appendingPathComponent(group).path).image
-        var grey = [UInt8](repeating: 0, count: photo.width * photo.height)
-        for i in grey.indices {
-            let r = Int(photo.pixels[3 * i]), g = Int(photo.pixels[3 * i + 1]), b = Int(photo.pixels[3 * i + 2])
-            grey[i] = UInt8((r * 299 + g * 587 + b * 114 + 500) / 1000)
-        }
+        let grey = StoredPNG.luma(rgb: photo.pixels)
         let eight = directory + "/grey8.png", sixteen = directory + "/grey16.png"
         try Data(StoredPNG.grey(width: photo.width, height: photo.height, samples: grey, sixteenBit: false)).write(to: URL(fileURLWithPath: eight))
         try Data(StoredPNG.grey(width: photo.width, height: photo.height, samples: grey, sixteenBit: true)).write(to: URL(fileURLWithPath: sixteen))
@@ -162,59 +159,18 @@ final class HardeningCommandTests: XCTestCase {
         XCTAssertEqual(try ImageDecoder.decode(path: crop).image.pixels.max(), 255)
     }
 
-    /// With no pixel limit under `ulimit -v`, a header declaring 65535x65535 (12.9 GB of RGB) is refused
+    /// With no pixel limit under `ulimit -v`, a header declaring 65500x65500 (12.9 GB of RGB) is refused
     /// with the numbers before the allocation, instead of the process aborting in it.
     func testAHugeImageUnderAMemoryLimitIsRefusedNotAborted() throws {
         var jpeg = [UInt8](try Data(contentsOf: CLI.root.appendingPathComponent("Tests/Fixtures/images/inputs/jpeg-444-75x51.jpg")))
         let sof = try XCTUnwrap((0..<jpeg.count - 1).first { jpeg[$0] == 0xFF && jpeg[$0 + 1] == 0xC0 })
-        for k in 5...8 { jpeg[sof + k] = 0xFF }
+        for k in [5, 7] { (jpeg[sof + k], jpeg[sof + k + 1]) = (0xFF, 0xDC) }  // 65500, libjpeg's largest dimension
         let path = directory + "/huge.jpg"
         try Data(jpeg).write(to: URL(fileURLWithPath: path))
         let result = try runUnder("ulimit -v 4000000", ["--max-pixels", "0", path])
         XCTAssertEqual(result.status, 1, result.stderr)
-        XCTAssertTrue(result.stderr.contains("\(path): not enough memory to decode this JPEG: the 65535x65535 RGB pixels need "
-                                             + "12884508675 bytes, but the process may allocate only"), result.stderr)
+        XCTAssertTrue(result.stderr.contains("\(path): not enough memory to decode this JPEG: the 65500x65500 RGB pixels need "
+                                             + "12870750000 bytes, but the process may allocate only"), result.stderr)
         XCTAssertFalse(result.stderr.contains("Fatal error"), result.stderr)
-    }
-}
-
-/// Minimal PNG files for tests: grey, 8 or 16 bits, zlib with stored (uncompressed) blocks.
-enum StoredPNG {
-    static func grey(width: Int, height: Int, samples: [UInt8], sixteenBit: Bool) -> [UInt8] {
-        var raw: [UInt8] = []
-        raw.reserveCapacity(height * (1 + width * 2))
-        for y in 0..<height {
-            raw.append(0)  // filter None
-            for v in samples[y * width..<(y + 1) * width] { raw += sixteenBit ? [v, v] : [v] }  // v * 257 when 16-bit
-        }
-        var zlib: [UInt8] = [0x78, 0x01]
-        var offset = 0
-        repeat {
-            let n = min(65535, raw.count - offset)
-            zlib.append(offset + n == raw.count ? 1 : 0)
-            zlib += [UInt8(n & 0xFF), UInt8(n >> 8), UInt8(~n & 0xFF), UInt8((~n >> 8) & 0xFF)]
-            zlib += raw[offset..<offset + n]
-            offset += n
-        } while offset < raw.count
-        var a: UInt32 = 1, b: UInt32 = 0
-        for byte in raw { a = (a + UInt32(byte)) % 65521; b = (b + a) % 65521 }
-        zlib += be32(b << 16 | a)
-        var png: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
-        png += chunk("IHDR", be32(UInt32(width)) + be32(UInt32(height)) + [sixteenBit ? 16 : 8, 0, 0, 0, 0])
-        png += chunk("IDAT", zlib)
-        png += chunk("IEND", [])
-        return png
-    }
-
-    private static func be32(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8(v >> 16 & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v & 0xFF)] }
-
-    private static func chunk(_ type: String, _ data: [UInt8]) -> [UInt8] {
-        let body = Array(type.utf8) + data
-        var crc: UInt32 = 0xFFFF_FFFF
-        for byte in body {
-            crc ^= UInt32(byte)
-            for _ in 0..<8 { crc = crc & 1 == 1 ? 0xEDB8_8320 ^ (crc >> 1) : crc >> 1 }
-        }
-        return be32(UInt32(data.count)) + body + be32(~crc)
     }
 }
