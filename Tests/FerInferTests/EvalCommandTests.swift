@@ -318,8 +318,9 @@ final class EvalCommandTests: XCTestCase {
 
     func testUnreadableImagesAreListedAndCountedOrFatalWithStrict() throws {
         let good = CLI.root.appendingPathComponent(fixtures + "/folders/happy/img01.png").path
+        let other = CLI.root.appendingPathComponent(fixtures + "/folders/happy/img02.png").path  // not a duplicate line
         try Data("not an image".utf8).write(to: URL(fileURLWithPath: directory + "/broken.png"))
-        try "\(good),Happiness\nmissing.jpg,Fear\nbroken.png,1\n\(good),3\n".write(
+        try "\(good),Happiness\nmissing.jpg,Fear\nbroken.png,1\n\(other),3\n".write(
             toFile: directory + "/l.csv", atomically: true, encoding: .utf8)
         let result = try CLI.run(["eval", "--json", directory + "/l.csv"])
         XCTAssertEqual(result.status, 0, result.stderr)
