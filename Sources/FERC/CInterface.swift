@@ -10,7 +10,13 @@ import Foundation
 /// stay allocated between calls however many threads called at once.
 final class CModel {
     let classifier: FERClassifier
-    init(_ classifier: FERClassifier) { self.classifier = classifier }
+    /// The class names as C strings, in class order (empty for embedders), owned here.
+    let classNames: [UnsafeMutablePointer<CChar>]
+    init(_ classifier: FERClassifier) {
+        self.classifier = classifier
+        classNames = (classifier.labels ?? []).map { strdup($0)! }
+    }
+    deinit { classNames.forEach { free($0) } }
 }
 
 /// What a `fer_result *` points to: the classification with C-owned copies of its strings and arrays.
@@ -153,6 +159,19 @@ public func fer_model_load(_ path: UnsafePointer<CChar>?) -> OpaquePointer? {
     return makeHandle(name) { CModel(try FERClassifier(contentsOf: name, maxBatch: 1)) }
 }
 
+@_cdecl("fer_model_open")
+public func fer_model_open(_ path: UnsafePointer<CChar>?, _ labels: UnsafePointer<CChar>?, _ threads: Int32) -> OpaquePointer? {
+    guard let path else { setError("fer_model_open: path is NULL"); return nil }
+    guard (0...256).contains(threads) else { setError("fer_model_open: threads is \(threads), not in 0...256 (0: one)"); return nil }
+    let name = String(cString: path)
+    let choice = labels.map { String(cString: $0) }
+    return makeHandle(name) {
+        let model = try FERModel(contentsOf: name)
+        let names = try model.architecture.classCount.map { classes throws(LabelChoiceError) in try LabelChoice.names(choice, classes: classes) }
+        return CModel(try FERClassifier(model: model, labels: names, maxBatch: 1, threads: max(1, Int(threads))))
+    }
+}
+
 @_cdecl("fer_model_load_bytes")
 public func fer_model_load_bytes(_ bytes: UnsafePointer<UInt8>?, _ length: Int) -> OpaquePointer? {
     guard let bytes, length > 0 else { setError("fer_model_load_bytes: no bytes"); return nil }
@@ -167,7 +186,18 @@ public func fer_model_free(_ pointer: OpaquePointer?) {
 
 @_cdecl("fer_model_classes")
 public func fer_model_classes(_ pointer: OpaquePointer?) -> Int32 {
-    Int32(model(pointer)?.classifier.model.architecture.classCount ?? 0)
+    fer_model_class_count(pointer)
+}
+
+@_cdecl("fer_model_class_count")
+public func fer_model_class_count(_ pointer: OpaquePointer?) -> Int32 {
+    Int32(model(pointer)?.classNames.count ?? 0)
+}
+
+@_cdecl("fer_model_class_name")
+public func fer_model_class_name(_ pointer: OpaquePointer?, _ index: Int32) -> UnsafePointer<CChar>? {
+    guard let names = model(pointer)?.classNames, index >= 0, Int(index) < names.count else { return nil }
+    return UnsafePointer(names[Int(index)])
 }
 
 @_cdecl("fer_model_output_width")

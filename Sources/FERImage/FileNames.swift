@@ -88,6 +88,15 @@ public enum FileNames {
         return name
     }
 
+    /// The file `path` names (symbolic links followed), as its device and inode: two names of one
+    /// file (a hard link, a symbolic link, `./a.png` and `a.png`) have the same identity. Nil when
+    /// nothing is there.
+    public static func identity(of path: [UInt8]) -> FileIdentity? {
+        var info = stat()
+        guard withCString(path, { stat($0, &info) }) == 0 else { return nil }
+        return FileIdentity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
+    }
+
     /// `directory` + `/` + `name`, as bytes.
     public static func join(_ directory: [UInt8], _ name: [UInt8]) -> [UInt8] {
         directory.last == UInt8(ascii: "/") ? directory + name : directory + [UInt8(ascii: "/")] + name
@@ -132,6 +141,12 @@ public enum FileNames {
             throw FileWriteError(path: display(path), reason: String(cString: strerror(errno)))
         }
     }
+}
+
+/// Which file a name refers to (``FileNames/identity(of:)``).
+public struct FileIdentity: Hashable, Sendable {
+    public let device: UInt64
+    public let inode: UInt64
 }
 
 /// A file that could not be written, with the path (shown as ``FileNames/display(_:)``) and why.

@@ -229,9 +229,11 @@ extension AnalyzedFace {
 
 extension PhotoAnalysis {
     /// The JSON fields reported for one photo: `width`, `height`, `detector_input` ([width, height]),
-    /// `faces_truncated` and `faces` (``AnalyzedFace/jsonFields(labels:)``, best first).
+    /// `faces_truncated` and `faces` (``AnalyzedFace/jsonFields(labels:)``, best first, each with its
+    /// number `face`: from 1, as every surface that names a face counts them).
     public func jsonFields(labels: [String]?) -> [String: Any] {
         ["width": width, "height": height, "detector_input": [detectorWidth, detectorHeight],
-         "faces_truncated": truncated, "faces": faces.map { $0.jsonFields(labels: labels) }]
+         "faces_truncated": truncated,
+         "faces": faces.enumerated().map { k, face in face.jsonFields(labels: labels).merging(["face": k + 1]) { $1 } }]
     }
 }

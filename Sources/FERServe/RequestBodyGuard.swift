@@ -18,6 +18,11 @@ import NIOHTTPTypes
 ///   closed under at the idle timeout (``ServiceError/Kind/bodyStalled(received:)``, 408): counted,
 ///   never sent.
 ///
+/// It also answers `Expect: 100-continue` (curl sends it for bodies over 1 MiB, then waits a second
+/// for the answer): `100 Continue` as soon as the responses before the request are written, unless
+/// the head already decides the request (a Content-Length over `maxBodyBytes`), whose final answer
+/// then comes without the body being sent.
+///
 /// After any of these the connection closes once the answer is written (at most ``answerGrace``
 /// later), as it does after any response carrying `Connection: close`. Where the route has already
 /// answered (the rest of the body was being drained), the connection just closes. A request whose
@@ -40,6 +45,7 @@ final class RequestBodyGuard: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private let bodyTimeout: TimeAmount
+    private let maxBodyBytes: Int
     private let onRefused: @Sendable (ServiceError) -> Void
     /// Request heads seen, final responses begun and ended, on this connection.
     private var requests = 0
@@ -51,11 +57,14 @@ final class RequestBodyGuard: ChannelDuplexHandler, RemovableChannelHandler {
     private var closeAfterResponse = false
     /// A refusal waiting for the responses before it to be written.
     private var pendingRefusal: ServiceError?
+    /// The latest request asked for `100 Continue`, which waits for the responses before it.
+    private var continueWanted = false
     private var timer: Scheduled<Void>?
     private var graceTimer: Scheduled<Void>?
 
-    init(bodyTimeout: TimeAmount, onRefused: @escaping @Sendable (ServiceError) -> Void) {
+    init(bodyTimeout: TimeAmount, maxBodyBytes: Int, onRefused: @escaping @Sendable (ServiceError) -> Void) {
         self.bodyTimeout = bodyTimeout
+        self.maxBodyBytes = maxBodyBytes
         self.onRefused = onRefused
     }
 
@@ -67,7 +76,12 @@ final class RequestBodyGuard: ChannelDuplexHandler, RemovableChannelHandler {
         case .head(let head):
             requests += 1
             let chunked = head.headerFields[.transferEncoding]?.lowercased().contains("chunked") ?? false
-            body = Body(declared: chunked ? nil : head.headerFields[.contentLength].flatMap { Int($0) })
+            let body = Body(declared: chunked ? nil : head.headerFields[.contentLength].flatMap { Int($0) })
+            self.body = body
+            if head.headerFields[.expect]?.lowercased() == "100-continue", (body.declared ?? 0) <= maxBodyBytes {
+                continueWanted = true
+                sendContinueIfDue(context)
+            }
             timer?.cancel()
             let seconds = Double(bodyTimeout.nanoseconds) / 1e9
             timer = context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: bodyTimeout) {
@@ -140,8 +154,16 @@ final class RequestBodyGuard: ChannelDuplexHandler, RemovableChannelHandler {
                 }
             } else {
                 context.write(data, promise: promise)
+                sendContinueIfDue(context)
             }
         }
+    }
+
+    /// Writes the `100 Continue` a request asked for once every response before it is written.
+    private func sendContinueIfDue(_ context: ChannelHandlerContext) {
+        guard continueWanted, !failed, responsesFinished == requests - 1, responsesStarted == requests - 1 else { return }
+        continueWanted = false
+        context.writeAndFlush(wrapOutboundOut(.head(HTTPResponse(status: .continue))), promise: nil)
     }
 
     func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {

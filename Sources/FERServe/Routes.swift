@@ -24,12 +24,15 @@ extension FERService {
             }
             return (contents.files, true)
         }
-        guard ["", "image/png", "image/jpeg", "application/octet-stream"].contains(contentType.value) else {
+        // `curl --data-binary @face.png` labels the file a form: such a body is taken when it is an image.
+        let form = contentType.value == "application/x-www-form-urlencoded"
+        guard form || ["", "image/png", "image/jpeg", "application/octet-stream"].contains(contentType.value) else {
             throw ServiceError(.unsupportedMediaType(rawType))
         }
         try limits.admit(contentLength: contentLength)
         let body = try await BodyReader.collect(request.body, contentLength: contentLength, limits: limits)
         guard !body.isEmpty else { throw ServiceError(.emptyBody) }
+        if form, ImageDecoder.detectFormat(body) == nil { throw ServiceError(.unsupportedMediaType(rawType)) }
         return ([.init(name: "body", bytes: body)], false)
     }
 
@@ -85,7 +88,8 @@ extension FERService {
         let records = try Self.records(results, isMultipart: isMultipart, context: context, metrics: metrics) { (analysis: PhotoAnalysis, decodeMs: Double) -> [String: Any] in
             var record = analysis.jsonFields(labels: analyzer.classifier.labels)
             let t = analysis.timing
-            record["timing_ms"] = ["decode": decodeMs, "detect": t.detect, "align": t.align, "classify": t.classify]
+            record["timing_ms"] = ["decode": decodeMs, "detect": t.detect, "align": t.align, "classify": t.classify,
+                                   "total": decodeMs + t.detect + t.align + t.classify]
             return record
         }
         metrics.recordFaces(faces)

@@ -110,15 +110,21 @@ public struct FERService: Sendable {
         router.add(middleware: AccessLogMiddleware(metrics: metrics))
         let health = json(.ok, ["status": "ok", "architecture": classifier.model.architecture.description])
         router.get("healthz") { _, _ in health }
-        router.head("healthz") { _, _ in Response(status: .ok, headers: [.contentType: "application/json"]) }
-        router.get("metrics") { _, _ in
-            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                     body: .init(byteBuffer: ByteBuffer(string: metrics.prometheusText())))
-        }
-        router.head("metrics") { _, _ in Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"]) }
+        router.head("healthz") { _, _ in Self.headOnly(health) }
+        let prometheus: @Sendable () -> Response = { Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                                    body: .init(byteBuffer: ByteBuffer(string: metrics.prometheusText()))) }
+        router.get("metrics") { _, _ in prometheus() }
+        router.head("metrics") { _, _ in Self.headOnly(prometheus()) }
         router.post("v1/classify") { request, context in try await classify(request, context: context) }
         router.post("v1/analyze") { request, context in try await analyze(request, context: context) }
         return router
+    }
+
+    /// The answer to HEAD: `response`'s head, its Content-Length that of the body GET would send.
+    static func headOnly(_ response: Response) -> Response {
+        var headers = response.headers
+        headers[.contentLength] = response.body.contentLength.map(String.init)
+        return Response(status: response.status, headers: headers)
     }
 
     /// A Hummingbird application serving ``router()`` on the configured address, with the
@@ -133,7 +139,7 @@ public struct FERService: Sendable {
             logger.info("- - \(error.status.code) (refused before any route)", metadata: ["error": .string(error.message)])
         }
         let http1 = HTTP1Channel.Configuration(
-            additionalChannelHandlers: [RequestBodyGuard(bodyTimeout: bodyTimeout, onRefused: refused)],
+            additionalChannelHandlers: [RequestBodyGuard(bodyTimeout: bodyTimeout, maxBodyBytes: settings.maxBodyBytes, onRefused: refused)],
             idleTimeout: .nanoseconds(Int64(settings.idleTimeout * 1e9)))
         let headTimeout = TimeAmount.nanoseconds(Int64(settings.headerTimeout * 1e9))
         let server = HTTPServerBuilder { responder in
@@ -147,9 +153,23 @@ public struct FERService: Sendable {
             logger: logger)
     }
 
-    /// Serves until SIGTERM or SIGINT, then shuts down gracefully.
-    public func run() async throws {
-        try await application().runService()
+    /// Serves until SIGTERM or SIGINT, then shuts down gracefully; `onServerRunning` gets the port
+    /// once it is listening.
+    /// A bind that fails throws ``ListenError``.
+    public func run(onServerRunning: @escaping @Sendable (_ port: Int) async -> Void = { _ in }) async throws {
+        do {
+            try await application(onServerRunning: onServerRunning).runService()
+        } catch let error as IOError where [EADDRINUSE, EACCES, EADDRNOTAVAIL].contains(error.errnoCode) {
+            throw ListenError(host: settings.host, port: settings.port, reason: String(cString: strerror(error.errnoCode)))
+        }
+    }
+}
+
+/// The service's address could not be listened on (in use, not this machine's, or a privileged port).
+public struct ListenError: Error, CustomStringConvertible {
+    public let host: String, port: Int, reason: String
+    public var description: String {
+        "cannot listen on \(host):\(port): \(reason) (choose another --port, 0 for a free one, or another --host)"
     }
 }
 

@@ -24,11 +24,12 @@ struct Classify: ParsableCommand {
             without a face says so and is not an error). --json prints per crop input, label, probability, \
             labels, logits, probabilities and timing, and per photo input, width, height and faces (box, \
             score, landmarks and the same fields per face). --crops DIR writes each aligned face as \
-            DIR/<stem>_face<k>.png (k from 0, best first); --annotate DIR writes each photo with its faces' \
+            DIR/<stem>_face<k>.png (k the face's number: from 1, best first, as in the text output and as \"face\" in the JSON); --annotate DIR writes each photo with its faces' \
             boxes, landmarks and labels drawn as DIR/<stem>.png.
 
             Exit status: 0 all inputs classified, 1 some inputs failed (each named on stderr; the others \
-            are still classified, and --json output stays valid), 2 usage errors. A .npy sample holding \
+            are still classified, and --json output stays valid, with an entry {"input", "error": {"message"}} \
+            in its place for each input that failed), 2 usage errors. A .npy sample holding \
             NaN or infinity, or whose outputs overflow, fails alone, named as FILE[SAMPLE].
 
             Examples:
@@ -81,7 +82,7 @@ struct Classify: ParsableCommand {
     @Option(name: .customLong("max-faces"), help: "Most faces classified per photo, best first.")
     var maxFaces = FaceDetectionOptions().maxFaces
 
-    @Option(help: "Write each aligned face as DIR/<input stem>_face<k>.png (k from 0, best first; made if missing).")
+    @Option(help: "Write each aligned face as DIR/<input stem>_face<k>.png (k the face's number, from 1, best first; made if missing).")
     var crops: String?
 
     @Option(help: "Write each photo with its faces' boxes, landmarks and labels drawn as DIR/<input stem>.png (made if missing).")
@@ -112,6 +113,8 @@ struct Classify: ParsableCommand {
 
     /// One model input: a preprocessed image, or one sample of a .npy batch.
     private struct Sample {
+        /// Where its input stands on the command line (after directories are expanded).
+        let order: Int
         let input: String
         let sample: Int?
         let data: ArraySlice<Float>  // 112x112x3 (channel-last), normalised
@@ -133,7 +136,7 @@ struct Classify: ParsableCommand {
         var classifier: FERClassifier?
         let options = ImageDecodingOptions(maxPixels: maxPixels == 0 ? nil : maxPixels)
         var failures = 0
-        var records: [[String: Any]] = []
+        var records: [(order: Int, record: [String: Any])] = []
         var pending: [Sample] = []
         let plane = ModelInput.shape.reduce(1, *)
         var batchInput: [Float] = []
@@ -141,6 +144,13 @@ struct Classify: ParsableCommand {
         func fail(_ message: String) {
             failures += 1
             FileHandle.standardError.write(Data("fer-infer: \(message)\n".utf8))
+        }
+        /// An input (or one sample of it) that gave no result: named on stderr, and in the JSON in its place.
+        func fail(_ order: Int, _ input: String, sample: Int? = nil, _ message: String) {
+            fail(message)
+            var record: [String: Any] = ["input": input, "error": ["message": message]]
+            if let sample { record["sample"] = sample }
+            records.append((order, record))
         }
         func flush() throws {
             guard !pending.isEmpty else { return }
@@ -156,7 +166,7 @@ struct Classify: ParsableCommand {
                 results = try classifier!.classifyEach(channelsLast: Tensor(shape: [pending.count] + ModelInput.channelsLastShape, data: batchInput))
             } catch {
                 // The batch as a whole was refused: every input in it failed, the later ones still run.
-                for sample in pending { fail("\(sample.shown): \(error)") }
+                for sample in pending { fail(sample.order, sample.input, sample: sample.sample, "\(sample.shown): \(error)") }
                 return
             }
             let inferenceMs = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6 / Double(pending.count)
@@ -165,7 +175,7 @@ struct Classify: ParsableCommand {
                 switch outcome {
                 case .success(let r): result = r
                 case .failure(let error):
-                    fail("\(sample.shown): \(error.problem)")
+                    fail(sample.order, sample.input, sample: sample.sample, "\(sample.shown): \(error.problem)")
                     continue
                 }
                 var record = withTopK(result.jsonFields(labels: names), result, names: names)
@@ -173,7 +183,7 @@ struct Classify: ParsableCommand {
                 if let n = sample.sample { record["sample"] = n }
                 record["timing_ms"] = ["decode": sample.decodeMs, "preprocess": sample.preprocessMs, "inference": inferenceMs]
                 if !json { print("\(sample.shown): \(summary(result, names: names))") }
-                records.append(record)
+                records.append((sample.order, record))
             }
         }
         // The detector is loaded for the first photo: crop-only runs never pay for it.
@@ -192,8 +202,12 @@ struct Classify: ParsableCommand {
             ProcessMemory.keepFreedBuffers()  // photo after photo: reuse their buffers
             return analyzer!
         }
-        var cropFolder = try OutputFolder(option: "--crops", argument: crops)
-        var annotateFolder = try OutputFolder(option: "--annotate", argument: annotate)
+        let paths = expand(FileNames.commandLineBytes(for: inputs))
+        // Outputs never replace an input, whatever it is called.
+        let inputFiles = Dictionary(paths.compactMap { entry in FileNames.identity(of: entry.path).map { ($0, entry.path) } },
+                                    uniquingKeysWith: { first, _ in first })
+        var cropFolder = try OutputFolder(option: "--crops", argument: crops, inputs: inputFiles)
+        var annotateFolder = try OutputFolder(option: "--annotate", argument: annotate, inputs: inputFiles)
         /// Writes the aligned faces of `analysis` as DIR/<stem>_face<k>.png; returns their names (nil where not written).
         func writeCrops(_ analysis: PhotoAnalysis, path: String, raw: [UInt8]) -> [String?] {
             guard cropFolder != nil, !analysis.faces.isEmpty else { return analysis.faces.map { _ in nil } }
@@ -203,7 +217,7 @@ struct Classify: ParsableCommand {
                 return analysis.faces.map { _ in nil }
             case .success(let stem):
                 return analysis.faces.enumerated().map { k, face in
-                    do { return try cropFolder!.writePNG(face.alignment.image, name: stem + Array("_face\(k).png".utf8)) } catch {
+                    do { return try cropFolder!.writePNG(face.alignment.image, name: stem + Array("_face\(k + 1).png".utf8)) } catch {
                         fail("\(path): face \(k + 1): \(error)")
                         return nil
                     }
@@ -224,7 +238,7 @@ struct Classify: ParsableCommand {
                 }
             }
         }
-        func report(_ analysis: PhotoAnalysis, image: RGBImage, path: String, raw: [UInt8], decodeMs: Double) {
+        func report(_ analysis: PhotoAnalysis, order: Int, image: RGBImage, path: String, raw: [UInt8], decodeMs: Double) {
             if analysis.truncated {
                 FileHandle.standardError.write(Data("fer-infer: \(path): more than \(maxFaces) faces above the threshold; the \(maxFaces) best are reported (--max-faces)\n".utf8))
             }
@@ -246,25 +260,30 @@ struct Classify: ParsableCommand {
             record["input"] = path
             if let annotated = writeAnnotated(analysis, image: image, path: path, raw: raw) { record["annotated"] = annotated }
             record["timing_ms"] = ["decode": decodeMs, "detect": t.detect, "align": t.align, "classify": t.classify]
-            records.append(record)
+            records.append((order, record))
         }
         func enqueue(_ sample: Sample) throws {
             pending.append(sample)
             if pending.count == batch { try flush() }
         }
 
-        for raw in expand(FileNames.commandLineBytes(for: inputs), failing: fail) {
+        for (order, entry) in paths.enumerated() {
+            let raw = entry.path
             let path = FileNames.display(raw)
+            if let failure = entry.failure {
+                fail(order, path, failure)
+                continue
+            }
             if path.lowercased().hasSuffix(".npy") {
                 if detect == true {
-                    fail("\(path): --detect needs images; a .npy array holds model inputs, already cropped and normalised")
+                    fail(order, path, "\(path): --detect needs images; a .npy array holds model inputs, already cropped and normalised")
                     continue
                 }
                 do {
                     // Read by the name's bytes (it need not be UTF-8), as a regular file of bounded size.
                     let bytes: [UInt8]
                     do { bytes = try ImageDecoder.readFile(pathBytes: raw, maxBytes: Classify.maxArrayFileBytes) } catch {
-                        fail(error.description)
+                        fail(order, path, error.description)
                         continue
                     }
                     let array: Tensor
@@ -273,24 +292,24 @@ struct Classify: ParsableCommand {
                         throw error
                     }
                     guard let count = ModelInput.batchCount(of: array.shape) else {
-                        fail("\(path): array has shape \(array.shape), expected \(ModelInput.describe())")
+                        fail(order, path, "\(path): array has shape \(array.shape), expected \(ModelInput.describe())")
                         continue
                     }
                     // .npy files are PyTorch's layout; the engine's is channel-last.
                     let tensor = array.channelsLast()
                     for n in 0..<count {
-                        try enqueue(Sample(input: path, sample: tensor.shape.count == 4 ? n : nil,
+                        try enqueue(Sample(order: order, input: path, sample: tensor.shape.count == 4 ? n : nil,
                                            data: tensor.data[n * plane..<(n + 1) * plane], decodeMs: 0, preprocessMs: 0))
                     }
                 } catch let error as NPYError {
-                    fail("\(error)")
+                    fail(order, path, "\(error)")
                 }
                 continue
             }
             let t0 = DispatchTime.now().uptimeNanoseconds
             let decoded: DecodedImage
             do { decoded = try ImageDecoder.decode(pathBytes: raw, options: options) } catch {
-                fail(error.description)
+                fail(order, path, error.description)
                 continue
             }
             let t1 = DispatchTime.now().uptimeNanoseconds
@@ -305,27 +324,29 @@ struct Classify: ParsableCommand {
                 var photo = decoded
                 if decoded.readingMatters {
                     do { photo = try ImageDecoder.decode(pathBytes: raw, options: options.forPhotos) } catch {
-                        fail(error.description)
+                        fail(order, path, error.description)
                         continue
                     }
                 }
                 let analysis: PhotoAnalysis
                 do { analysis = try faceAnalyzer().analyze(photo.image) } catch let error as CLIError { throw error } catch {
-                    fail("\(path): \(error)")
+                    fail(order, path, "\(path): \(error)")
                     continue
                 }
-                report(analysis, image: photo.image, path: path, raw: raw, decodeMs: Double(t1 - t0) / 1e6)
+                report(analysis, order: order, image: photo.image, path: path, raw: raw, decodeMs: Double(t1 - t0) / 1e6)
                 continue
             }
             let tensor = Preprocessing.modelInputChannelsLast(decoded.image)
             let t2 = DispatchTime.now().uptimeNanoseconds
-            try enqueue(Sample(input: path, sample: nil, data: tensor.data[...],
+            try enqueue(Sample(order: order, input: path, sample: nil, data: tensor.data[...],
                                decodeMs: Double(t1 - t0) / 1e6, preprocessMs: Double(t2 - t1) / 1e6))
         }
         try flush()
 
         if json {
-            let object: [String: Any] = ["model": modelPath, "architecture": model.architecture.description, "results": records]
+            // In input order: a batch's results arrive after the failures of inputs read behind them.
+            let results = records.enumerated().sorted { ($0.element.order, $0.offset) < ($1.element.order, $1.offset) }.map(\.element.record)
+            let object: [String: Any] = ["model": modelPath, "architecture": model.architecture.description, "results": results]
             // Every value is finite (the classifier refuses samples whose results are not), so this succeeds.
             let data: Data
             do { data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]) } catch {
@@ -357,39 +378,24 @@ struct Classify: ParsableCommand {
     /// Largest `.npy` file read: 4 GiB, about 28,000 normalised 112x112 images.
     static let maxArrayFileBytes = 1 << 32
 
-    /// Inputs in order, directories replaced by the images inside them (sorted). Paths are bytes:
-    /// Linux file names need not be UTF-8.
-    private func expand(_ inputs: [[UInt8]], failing fail: (String) -> Void) -> [[UInt8]] {
-        var paths: [[UInt8]] = []
+    /// Inputs in order, directories replaced by the images inside them (sorted), or by themselves with
+    /// the reason when they cannot be listed. Paths are bytes: Linux file names need not be UTF-8.
+    private func expand(_ inputs: [[UInt8]]) -> [(path: [UInt8], failure: String?)] {
+        var paths: [(path: [UInt8], failure: String?)] = []
         for input in inputs {
-            guard ImageDecoder.isDirectory(input) else { paths.append(input); continue }
-            do { paths += try ImageDecoder.imageFiles(inDirectory: input) } catch { fail(error.description) }
+            guard ImageDecoder.isDirectory(input) else { paths.append((input, nil)); continue }
+            do { paths += try ImageDecoder.imageFiles(inDirectory: input).map { ($0, nil) } } catch { paths.append((input, error.description)) }
         }
         return paths
     }
 
-    /// Label names for a classifier (`class N` for an embedder's nothing) from a `--labels` choice;
-    /// a count mismatch is a usage error.
+    /// Label names for a classifier (none for an embedder) from a `--labels` choice
+    /// (``LabelChoice``); a choice that does not fit is a usage error.
     static func labelNames(_ labels: String?, for model: FERModel) throws -> [String] {
         guard let classes = model.architecture.classCount else { return [] }
-        guard let choice = labels else {
-            return LabelSet.names(forClasses: classes)
+        do { return try LabelChoice.names(labels, classes: classes) } catch {
+            throw ValidationError("--labels: \(error)")
         }
-        let names: [String]
-        if let set = LabelSet(rawValue: choice.lowercased()) {
-            names = set.names
-        } else if FileManager.default.fileExists(atPath: choice) {
-            guard let text = try? String(contentsOfFile: choice, encoding: .utf8) else {
-                throw ValidationError("--labels \(choice): cannot be read as UTF-8 text")
-            }
-            names = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        } else {
-            throw ValidationError("--labels must be rafdb, affectnet7, affectnet8 or a file of names; '\(choice)' is none of these")
-        }
-        guard names.count == classes else {
-            throw ValidationError("--labels \(choice) has \(names.count) names but the model has \(classes) classes")
-        }
-        return names
     }
 }
 

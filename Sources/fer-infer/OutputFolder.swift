@@ -7,11 +7,14 @@ struct OutputFolder {
     let option: String, shown: String
     private let path: [UInt8]
     private var owners: [[UInt8]: String] = [:]
+    /// The run's input files: never written over, even when the folder is theirs.
+    private let inputs: [FileIdentity: [UInt8]]
 
     /// The folder named by `argument` (nil: the option was not given), made if missing.
-    init?(option: String, argument: String?) throws {
+    init?(option: String, argument: String?, inputs: [FileIdentity: [UInt8]]) throws {
         guard let argument else { return nil }
         self.option = option
+        self.inputs = inputs
         shown = argument
         path = FileNames.commandLineBytes(for: [argument])[0]
         do { try FileNames.makeDirectory(path) } catch { throw CLIError("\(option): \(error)") }
@@ -28,9 +31,13 @@ struct OutputFolder {
         return .success(stem)
     }
 
-    /// Writes `image` as PNG under `name` in the folder; returns the file's name as shown.
+    /// Writes `image` as PNG under `name` in the folder; returns the file's name as shown. Refuses a
+    /// name that is one of the inputs.
     func writePNG(_ image: RGBImage, name: [UInt8]) throws -> String {
         let file = FileNames.join(path, name)
+        if let identity = FileNames.identity(of: file), let input = inputs[identity] {
+            throw CLIError("\(FileNames.display(file)) is the input \(FileNames.display(input)); not overwritten")
+        }
         try FileNames.write(try PNGEncoding.encode(image), to: file)
         return FileNames.display(file)
     }

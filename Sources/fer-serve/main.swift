@@ -139,7 +139,11 @@ struct FerServe: AsyncParsableCommand {
         settings.idleTimeout = idleTimeout
         settings.maxConnections = maxConnections
         settings.logLevel = Logger.Level(rawValue: logLevel) ?? .info
-        FileHandle.standardError.write(Data("fer-serve: \(classifier.model.architecture) from \(path), detector \(detectorPath), \(workers) workers, http://\(host):\(port)\n".utf8))
-        try await FERService(classifier: classifier, analyzer: analyzer, settings: settings).run()
+        let banner = "fer-serve: \(classifier.model.architecture) from \(path), detector \(detectorPath), \(workers) workers"
+        // Announced once listening: with the port it got (--port 0), and never before a bind that fails.
+        try await FERService(classifier: classifier, analyzer: analyzer, settings: settings).run { port in
+            FileHandle.standardError.write(Data("\(banner), http://\(host):\(port)\n".utf8))
+        }
     }
 }
+

@@ -4,6 +4,7 @@
 #include "CABICheck.h"
 #include "fer.h"
 #include <malloc.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -254,5 +255,57 @@ int fer_c_abi_analyze(const char *weights, const char *detector, const unsigned 
     fer_analyzer_free(analyzer);
     fer_analyzer_free(NULL);
     fer_analysis_free(NULL);
+    return 0;
+}
+
+int fer_c_abi_classes(const char *weights, const char *names_file, const unsigned char *png, size_t png_length,
+                      char *message, size_t message_size) {
+    static const char *rafdb[] = {"Surprise", "Fear", "Disgust", "Happiness", "Sadness", "Anger", "Neutral"};
+    static const char *affectnet7[] = {"Neutral", "Happiness", "Sadness", "Surprise", "Fear", "Disgust", "Anger"};
+    // The default names, and a result's label is the name of its index.
+    fer_model *model = fer_model_open(weights, NULL, 0);
+    if (!model) FAIL(1, "open failed: %s", fer_last_error());
+    if (fer_model_class_count(model) != 7 || fer_model_classes(model) != 7) FAIL(2, "class count %d", fer_model_class_count(model));
+    for (int i = 0; i < 7; i++) {
+        const char *name = fer_model_class_name(model, i);
+        if (!name || strcmp(name, rafdb[i]) != 0) FAIL(3, "class %d is %s, not %s", i, name ? name : "NULL", rafdb[i]);
+    }
+    if (fer_model_class_name(model, 7) != NULL || fer_model_class_name(model, -1) != NULL || fer_model_class_name(NULL, 0) != NULL)
+        FAIL(4, "a class index out of range answered");
+    fer_result *result = NULL;
+    if (fer_classify_encoded(model, png, png_length, &result) != FER_OK) FAIL(5, "classify failed: %s", fer_last_error());
+    if (strcmp(fer_result_label(result), fer_model_class_name(model, fer_result_index(result))) != 0) FAIL(6, "label is not its index's name");
+    float one_thread[7];
+    memcpy(one_thread, fer_result_logits(result), sizeof one_thread);
+    fer_result_free(result);
+    fer_model_free(model);
+
+    // A label set by name, and the same logits on two threads.
+    model = fer_model_open(weights, "AffectNet7", 2);
+    if (!model) FAIL(7, "open with affectnet7 failed: %s", fer_last_error());
+    for (int i = 0; i < 7; i++) if (strcmp(fer_model_class_name(model, i), affectnet7[i]) != 0) FAIL(8, "affectnet7 class %d", i);
+    if (fer_classify_encoded(model, png, png_length, &result) != FER_OK) FAIL(9, "classify failed: %s", fer_last_error());
+    if (strcmp(fer_result_label(result), affectnet7[fer_result_index(result)]) != 0) FAIL(10, "label not from the chosen set");
+    for (int i = 0; i < 7; i++) if (fabsf(fer_result_logits(result)[i] - one_thread[i]) > 1e-4f) FAIL(11, "two threads give other logits");
+    fer_result_free(result);
+    fer_model_free(model);
+
+    // A file of names, one per line.
+    model = fer_model_open(weights, names_file, 1);
+    if (!model) FAIL(12, "open with a names file failed: %s", fer_last_error());
+    if (strcmp(fer_model_class_name(model, 0), "a") != 0 || strcmp(fer_model_class_name(model, 6), "g") != 0) FAIL(13, "names file");
+    fer_model_free(model);
+
+    // Choices that do not fit, and thread counts out of range: NULL with a message naming them.
+    if (fer_model_open(weights, "affectnet8", 1) != NULL) FAIL(14, "8 names for 7 classes accepted");
+    if (strstr(fer_last_error(), "affectnet8 has 8 names but the model has 7 classes") == NULL) FAIL(15, "message: %s", fer_last_error());
+    if (fer_model_open(weights, "nosuchset", 1) != NULL) FAIL(16, "an unknown label set accepted");
+    if (strstr(fer_last_error(), "'nosuchset' is neither a label set") == NULL) FAIL(17, "message: %s", fer_last_error());
+    if (fer_model_open(weights, NULL, -1) != NULL || strstr(fer_last_error(), "threads is -1") == NULL) FAIL(18, "threads -1: %s", fer_last_error());
+    if (fer_model_open(weights, NULL, 257) != NULL || strstr(fer_last_error(), "threads is 257") == NULL) FAIL(19, "threads 257: %s", fer_last_error());
+    model = fer_model_open(weights, NULL, 256);
+    if (!model) FAIL(20, "256 threads refused: %s", fer_last_error());
+    fer_model_free(model);
+    if (fer_model_open(NULL, NULL, 1) != NULL) FAIL(21, "NULL path accepted");
     return 0;
 }

@@ -36,6 +36,19 @@ final class CABITests: XCTestCase {
         XCTAssertEqual(rgbLogits, swift.logits)
     }
 
+    /// Class names for every index and the load options (label set, names file, threads) from C.
+    func testACProgramNamesEveryClassAndChoosesLabelsAndThreads() throws {
+        let png = try Self.samplePNG()
+        let names = FileManager.default.temporaryDirectory.appendingPathComponent("fer-c-names-\(getpid()).txt")
+        try "a\nb\n\nc\nd\ne\nf\n g \n".write(to: names, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: names) }
+        var message = [CChar](repeating: 0, count: 512)
+        let status = png.withUnsafeBufferPointer { bytes in
+            fer_c_abi_classes(Self.weights, names.path, bytes.baseAddress, bytes.count, &message, message.count)
+        }
+        XCTAssertEqual(status, 0, String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+    }
+
     /// A burst of C callers (32, or 4 per idle session the pool keeps where that is more) gets a
     /// session each; afterwards the heap holds at most the pool's sessions more than before.
     func testABurstOfCThreadsLeavesOnlyTheBoundedPoolAllocated() throws {

@@ -73,8 +73,9 @@ final class RawConnection: @unchecked Sendable {
         return Array(buffer[..<n])
     }
 
-    /// Reads one response with a Content-Length body (as the service sends).
-    func readResponse() throws -> RawResponse {
+    /// Reads one response with a Content-Length body (as the service sends); `toHead` for the answer
+    /// to HEAD, whose Content-Length describes a body that is not sent.
+    func readResponse(toHead: Bool = false) throws -> RawResponse {
         while true {
             if let end = pending.firstRange(of: [13, 10, 13, 10]) {
                 let head = String(decoding: pending[..<end.lowerBound], as: UTF8.self)
@@ -85,7 +86,7 @@ final class RawConnection: @unchecked Sendable {
                     guard let colon = line.firstIndex(of: ":") else { continue }
                     headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
                 }
-                let length = Int(headers["content-length"] ?? "0") ?? 0
+                let length = toHead ? 0 : Int(headers["content-length"] ?? "0") ?? 0
                 while pending.count < end.upperBound + length {
                     guard let chunk = try receiveChunk() else { throw RawError("connection closed inside a response body") }
                     pending += chunk
@@ -112,7 +113,7 @@ final class RawConnection: @unchecked Sendable {
                         timeout: Double = 10) throws -> RawResponse {
         let connection = try RawConnection(port: port, timeout: timeout)
         try connection.send(requestBytes(method, path, headers: headers, body: body))
-        return try connection.readResponse()
+        return try connection.readResponse(toHead: method == "HEAD")
     }
 
     /// A request with a chunked body, cut into chunks of `chunkSize` bytes (`extra` headers after

@@ -127,6 +127,10 @@ final class ServiceTests: XCTestCase {
                 XCTAssertEqual(json["height"] as? Int, 886)
                 let faces = json["faces"] as? [[String: Any]] ?? []
                 XCTAssertEqual(faces.count, 6)
+                XCTAssertEqual(faces.map { $0["face"] as? Int }, Array(1...6), "numbered as fer-infer numbers them")
+                let timing = json["timing_ms"] as? [String: Double] ?? [:]
+                XCTAssertEqual(Set(timing.keys), ["decode", "detect", "align", "classify", "total"])
+                XCTAssertEqual(timing["total"] ?? 0, ["decode", "detect", "align", "classify"].map { timing[$0] ?? 0 }.reduce(0, +), accuracy: 1e-9)
                 for (got, want) in zip(faces, expected.faces) {
                     // Foundation's JSON writer keeps 15-16 significant digits.
                     for (a, b) in zip(got["box"] as? [Double] ?? [], want.face.box) { XCTAssertEqual(a, b, accuracy: 1e-9) }

@@ -104,13 +104,16 @@ final class PhotoCommandTests: XCTestCase {
     }
 
     /// A bad input beside a photo: one line for it, exit 1, the photo's faces still reported, and
-    /// the JSON still valid; a missing or wrong detector is one clear error.
+    /// the JSON still valid, with the bad input's error in its place; a missing or wrong detector is one clear error.
     func testBadInputsBesidePhotosAndBadDetectors() throws {
         try requirePhotos()
         let json = try CLI.run(["--json", "/no/such/photo.jpg", group])
         XCTAssertEqual(json.status, 1)
         XCTAssertTrue(json.stderr.contains("/no/such/photo.jpg"), json.stderr)
-        XCTAssertEqual(((json.json["results"] as? [[String: Any]])?.first?["faces"] as? [Any])?.count, 6)
+        let results = json.json["results"] as? [[String: Any]] ?? []
+        XCTAssertEqual(results.map { $0["input"] as? String }, ["/no/such/photo.jpg", group], "every input, in order")
+        XCTAssertTrue(((results.first?["error"] as? [String: Any])?["message"] as? String ?? "").contains("no such file"), json.stdout)
+        XCTAssertEqual((results.last?["faces"] as? [Any])?.count, 6)
         let missing = try CLI.run(["--detector", "/no/such/detector.pth", group])
         XCTAssertEqual(missing.status, 1)
         XCTAssertEqual(missing.stderr.split(separator: "\n").count, 1, missing.stderr)
@@ -168,13 +171,15 @@ final class PhotoCommandTests: XCTestCase {
         let result = try CLI.run(["--json", "--crops", out, group, cat])
         XCTAssertEqual(result.status, 0, result.stderr)
         let faces = ((result.json["results"] as? [[String: Any]])?.first?["faces"] as? [[String: Any]]) ?? []
-        XCTAssertEqual(faces.map { $0["crop"] as? String }, (0..<6).map { "\(out)/t1_face\($0).png" })
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: out).sorted(), (0..<6).map { "t1_face\($0).png" })
+        // Numbered as the text output and the JSON's "face" number them: from 1, best first.
+        XCTAssertEqual(faces.map { $0["face"] as? Int }, Array(1...6))
+        XCTAssertEqual(faces.map { $0["crop"] as? String }, (1...6).map { "\(out)/t1_face\($0).png" })
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: out).sorted(), (1...6).map { "t1_face\($0).png" })
         let crops = try Data(contentsOf: CLI.root.appendingPathComponent("Tests/Fixtures/photos/t1-640.crops.npy"))
         let header = 10 + Int(crops[8]) | Int(crops[9]) << 8
         let plane = 112 * 112 * 3
         for k in 0..<6 {
-            let png = try Data(contentsOf: URL(fileURLWithPath: "\(out)/t1_face\(k).png"))
+            let png = try Data(contentsOf: URL(fileURLWithPath: "\(out)/t1_face\(k + 1).png"))
             XCTAssertEqual(Array(png.prefix(4)), [0x89, 0x50, 0x4E, 0x47])
             let pixels = try pngPixels(png)
             let reference = crops[(header + k * plane)..<(header + (k + 1) * plane)]
@@ -224,6 +229,34 @@ final class PhotoCommandTests: XCTestCase {
         for (x, y) in [(640, 800), (10, 870), (1270, 600)] { XCTAssertEqual(pixel(drawn, x, y), pixel(original, x, y), "(\(x), \(y))") }
         let catOriginal = try ImageDecoder.decode(path: CLI.root.appendingPathComponent(cat).path).image
         XCTAssertEqual(try ImageDecoder.decode(path: dir.path + "/chelsea.png").image.pixels, catOriginal.pixels)
+    }
+
+    /// An output folder that is the inputs' own: no input is ever written over, by its own annotation or
+    /// another's (`a.jpg` annotated as `a.png` when `a.png` is an input too, or a link to one), and the
+    /// inputs are all still analysed as they were.
+    func testOutputsNeverOverwriteAnInput() throws {
+        try requirePhotos()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fer-own-\(getpid())-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let photo = dir.appendingPathComponent("chelsea.png").path
+        try FileManager.default.copyItem(atPath: CLI.root.appendingPathComponent(cat).path, toPath: photo)
+        let jpeg = dir.appendingPathComponent("t1.jpg").path
+        try FileManager.default.copyItem(atPath: CLI.root.appendingPathComponent(group).path, toPath: jpeg)
+        let linked = dir.appendingPathComponent("t1.png").path  // t1.jpg's annotation would land on this link's target
+        try FileManager.default.createSymbolicLink(atPath: linked, withDestinationPath: photo)
+        let before = try Data(contentsOf: URL(fileURLWithPath: photo))
+        let result = try CLI.run(["--annotate", dir.path, photo, jpeg])
+        XCTAssertEqual(result.status, 1, result.stderr)
+        XCTAssertEqual(result.stdout.split(separator: "\n").count, 1 + 6, result.stdout)
+        XCTAssertTrue(result.stderr.contains("\(photo): --annotate: \(photo) is the input \(photo); not overwritten"), result.stderr)
+        XCTAssertTrue(result.stderr.contains("\(jpeg): --annotate: \(linked) is the input \(photo); not overwritten"), result.stderr)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: photo)), before, "the input is untouched")
+        // Crops into the same folder do not touch the photos; an unrelated name is still written.
+        let crops = try CLI.run(["--crops", dir.path, jpeg])
+        XCTAssertEqual(crops.status, 0, crops.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("t1_face1.png").path))
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: photo)), before)
     }
 
     /// The RGB bytes of a PNG file.

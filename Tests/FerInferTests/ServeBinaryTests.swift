@@ -83,6 +83,54 @@ final class ServeBinaryTests: XCTestCase {
         }
     }
 
+    /// The banner comes once the server listens and names the port it got (`--port 0`: a free one);
+    /// a port in use is one clear error, exit 1, with no banner before it.
+    func testTheBannerNamesTheListeningPortAndABusyPortIsOneError() async throws {
+        let binary = CLI.binary.deletingLastPathComponent().appendingPathComponent("fer-serve")
+        let server = Process()
+        server.executableURL = binary
+        server.arguments = ["--host", "127.0.0.1", "--port", "0", "--workers", "1"]
+        server.currentDirectoryURL = CLI.root
+        server.standardOutput = FileHandle.nullDevice
+        let errors = Pipe()
+        server.standardError = errors
+        try server.run()
+        defer { if server.isRunning { server.terminate() } }
+        // The banner line, read off the pipe as it comes.
+        let banner = await withCheckedContinuation { (done: CheckedContinuation<String, Never>) in
+            DispatchQueue.global().async {
+                var text = ""
+                while !text.contains("workers, http://") || !text.hasSuffix("\n") {
+                    let chunk = errors.fileHandleForReading.availableData
+                    if chunk.isEmpty { break }
+                    text += String(decoding: chunk, as: UTF8.self)
+                }
+                done.resume(returning: text)
+            }
+        }
+        let line = banner.split(separator: "\n").first { $0.contains("workers, http://") }
+        let port = try XCTUnwrap(line?.components(separatedBy: "http://127.0.0.1:").last.flatMap { Int($0) }, banner)
+        XCTAssertNotEqual(port, 0, banner)
+        let base = URL(string: "http://127.0.0.1:\(port)")!
+        try await waitUntilHealthy(base, port: port)
+
+        let second = Process()
+        second.executableURL = binary
+        second.arguments = ["--host", "127.0.0.1", "--port", "\(port)", "--workers", "1"]
+        second.currentDirectoryURL = CLI.root
+        second.standardOutput = FileHandle.nullDevice
+        let secondErrors = Pipe()
+        second.standardError = secondErrors
+        try second.run()
+        let text = String(decoding: secondErrors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        second.waitUntilExit()
+        XCTAssertEqual(second.terminationStatus, 1, text)
+        XCTAssertTrue(text.contains("cannot listen on 127.0.0.1:\(port): Address already in use (choose another --port, 0 for a free one, or another --host)"), text)
+        XCTAssertFalse(text.contains("workers, http://"), "no banner for a server that never listened: \(text)")
+        kill(server.processIdentifier, SIGTERM)
+        for _ in 0..<100 where server.isRunning { try await Task.sleep(nanoseconds: 50_000_000) }
+    }
+
     /// Polls `/healthz` for up to 10 s until the server answers 200.
     private func waitUntilHealthy(_ base: URL, port: Int, file: StaticString = #filePath, line: UInt = #line) async throws {
         for _ in 0..<100 {

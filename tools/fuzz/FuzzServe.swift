@@ -131,7 +131,7 @@ func fuzzHTTP(_ input: ArraySlice<UInt8>, piece: Int) {
     do {
         try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: false)
         try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
-        try channel.pipeline.syncOperations.addHandler(RequestBodyGuard(bodyTimeout: .seconds(30), onRefused: { _ in }))
+        try channel.pipeline.syncOperations.addHandler(RequestBodyGuard(bodyTimeout: .seconds(30), maxBodyBytes: fuzzMaxBody, onRefused: { _ in }))
         try channel.pipeline.syncOperations.addHandler(BodySink(budget: budget))
     } catch {
         preconditionFailure("pipeline: \(error)")

@@ -43,13 +43,23 @@ typedef enum fer_status {
 /* Loads a model file: a PyTorch checkpoint in any form the importer reads, or a fused
  * .safetensors. Returns NULL on failure (see fer_last_error()). */
 fer_model *fer_model_load(const char *path);
+/* fer_model_load with options: `labels` names the classes (NULL: RAF-DB for 7 classes, AffectNet-8
+ * for 8, "class N" otherwise; or "rafdb", "affectnet7", "affectnet8", or the path of a UTF-8 file
+ * with one name per line, as fer-infer --labels), `threads` the threads each classification runs on
+ * (0: one; at most 256). A label choice that does not fit the model fails the load. */
+fer_model *fer_model_open(const char *path, const char *labels, int32_t threads);
 /* Loads a model from the bytes of a model file in memory (copied). */
 fer_model *fer_model_load_bytes(const uint8_t *bytes, size_t length);
 void fer_model_free(fer_model *model);
 
-/* Number of classes (classifiers) or 0 for embedders; output width (classes or embedding size). */
+/* Number of classes (classifiers) or 0 for embedders; output width (classes or embedding size).
+ * fer_model_classes is the same as fer_model_class_count, kept for existing callers. */
+int32_t fer_model_class_count(const fer_model *model);
 int32_t fer_model_classes(const fer_model *model);
 int32_t fer_model_output_width(const fer_model *model);
+/* The name of class `index` (0-based, as fer_result_index), NULL out of range or for embedders.
+ * Valid until fer_model_free. */
+const char *fer_model_class_name(const fer_model *model, int32_t index);
 
 /* Classifies 8-bit RGB pixels: height rows of width * 3 bytes, rows `stride` bytes apart. Any size;
  * resized to 112x112 as the authors' evaluation does. */
@@ -111,7 +121,8 @@ fer_status fer_analyze_encoded(fer_analyzer *analyzer, const uint8_t *bytes, siz
 /* Faces found, in descending score order; 1 when more than max_faces were above the threshold. */
 int32_t fer_analysis_face_count(const fer_analysis *analysis);
 int32_t fer_analysis_truncated(const fer_analysis *analysis);
-/* Face `face` (0-based): its box x1, y1, x2, y2 (4 values) and five landmarks x, y (10 values: eyes,
+/* Face `face`, an array index from 0 (the face fer-infer, fer-serve and error messages number
+ * `face + 1`): its box x1, y1, x2, y2 (4 values) and five landmarks x, y (10 values: eyes,
  * nose, mouth corners) in the photo's pixels, its score, its aligned 112x112 RGB crop (112 * 112 * 3
  * bytes) and its classification (read with the fer_result_ calls; do not free it). NULL, or a score of
  * 0, for a face index out of range. Valid until fer_analysis_free. */

@@ -24,4 +24,10 @@ int fer_c_abi_analyze(const char *weights, const char *detector, const unsigned 
                       const unsigned char *rgb, int width, int height, int capacity, int *faces,
                       float *boxes, float *landmarks, float *scores, int *classes, unsigned char *first_crop,
                       char *message, size_t message_size);
+/// Class names and load options: fer_model_open with the default labels, a label set by name (on 2
+/// threads: the same logits), a names file (`names_file`, "a".."g"), and the choices and thread counts
+/// it refuses; fer_model_class_count / fer_model_class_name in and out of range. Returns 0, or the
+/// number of the first failed check with a message in `message`.
+int fer_c_abi_classes(const char *weights, const char *names_file, const unsigned char *png, size_t png_length,
+                      char *message, size_t message_size);
 #endif
